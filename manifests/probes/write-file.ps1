@@ -1,0 +1,62 @@
+# winstor-probe: write-file v1
+# Writes text to a file (UTF-8 without BOM, replacing it) in an existing
+# directory and reads the bytes back, reporting both checksums.
+# Parameters: path (file), content (text).
+$ErrorActionPreference = 'Stop'
+$ProgressPreference = 'SilentlyContinue'
+$probeName = 'write-file'
+
+function Write-ProbeJson {
+    param($Object)
+    $json = ConvertTo-Json -InputObject $Object -Compress -Depth 10
+    # The console code page would mangle non-ASCII text: escape it as JSON \uXXXX.
+    $escape = [System.Text.RegularExpressions.MatchEvaluator] {
+        param($match)
+        '\u{0:x4}' -f [int][char]$match.Value
+    }
+    [Console]::Out.WriteLine([regex]::Replace($json, '[^\x00-\x7F]', $escape))
+}
+
+function Get-ErrorText {
+    param($Record)
+    $exception = $Record.Exception
+    # .NET calls surface as "Exception calling ...": report the real cause.
+    while ($exception -is [System.Management.Automation.MethodException] -and $null -ne $exception.InnerException) {
+        $exception = $exception.InnerException
+    }
+    $exception.Message
+}
+
+function Get-Sha256Hex {
+    param([byte[]]$Bytes)
+    $sha = [System.Security.Cryptography.SHA256]::Create()
+    try {
+        $hash = $sha.ComputeHash($Bytes)
+    } finally {
+        $sha.Dispose()
+    }
+    ([System.BitConverter]::ToString($hash) -replace '-', '').ToLowerInvariant()
+}
+
+try {
+    $path = [string]$WinstorParams.path
+    if ([string]::IsNullOrEmpty($path)) {
+        throw "parameter 'path' is required"
+    }
+    $content = [string]$WinstorParams.content
+    $utf8 = New-Object System.Text.UTF8Encoding -ArgumentList $false
+    $bytes = $utf8.GetBytes($content)
+    [System.IO.File]::WriteAllText($path, $content, $utf8)
+    $back = [System.IO.File]::ReadAllBytes($path)
+    $data = [ordered]@{
+        path = $path
+        bytes = $bytes.Length
+        sha256 = (Get-Sha256Hex -Bytes $bytes)
+        read_back_sha256 = (Get-Sha256Hex -Bytes $back)
+    }
+    Write-ProbeJson ([ordered]@{ probe = $probeName; ok = $true; data = $data })
+    exit 0
+} catch {
+    Write-ProbeJson ([ordered]@{ probe = $probeName; ok = $false; error = (Get-ErrorText $_) })
+    exit 1
+}

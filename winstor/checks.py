@@ -1,0 +1,49 @@
+"""The check catalog's identity: stable ids, titles and capability markers.
+
+A check is a pytest test marked with `@check("EBS-PERSIST-01", ...)`. The id
+is what reports, bundles and people refer to; it never changes meaning once
+published. Markers say what a check needs, so a cluster that lacks it skips
+the check with a stated reason (or fails it, when certifying).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pytest
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+MARKERS: dict[str, str] = {
+    "storageclass": "checks of StorageClasses (default class, gp2-windows, CSI migration)",
+    "ebs": "checks that provision or inspect EBS-backed volumes",
+    "persistence": "checks that data on a volume survives pod replacement",
+    "smb": "checks of SMB Global Mappings and hostPath access to the share",
+    "fsx": "checks of the FSx for Windows file system behind the share",
+    "csi_proxy": "checks of csi-proxy on Windows nodes",
+    "nodes": "checks of Windows nodes: readiness, build labels, AMIs",
+    "aws": "checks that need AWS API access (boto3)",
+    "disruptive": "checks that delete or replace workload pods",
+}
+
+
+def check(check_id: str, title: str, *, order: int = 50) -> Callable[[F], F]:
+    """Mark a test as catalog check `check_id`.
+
+    `order` places checks that tear shared objects down (cleanup checks) after
+    the ones that read them; lower runs first.
+    """
+
+    def wrap(fn: F) -> F:
+        fn = pytest.mark.winstor_check(check_id, title, order=order)(fn)
+        return fn
+
+    return wrap
+
+
+def check_of(item: pytest.Item) -> tuple[str, str, int] | None:
+    mark = item.get_closest_marker("winstor_check")
+    if mark is None:
+        return None
+    return mark.args[0], mark.args[1], mark.kwargs.get("order", 50)

@@ -1,0 +1,289 @@
+"""A thin dict-based REST layer over the official client's `ApiClient`.
+
+The official client handles kubeconfig, TLS and bearer tokens; winstor talks
+to resources by path with plain dicts so that one code path serves every kind
+(and the wait machinery can watch any of them). Only idempotent calls are
+retried, on transient errors, honouring `Retry-After`; every retry is logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.client.rest import ApiException
+from tenacity import RetryCallState, retry, retry_if_exception, stop_after_attempt, stop_after_delay
+
+log = logging.getLogger("winstor.kube")
+
+TRANSIENT = {429, 500, 502, 503, 504}
+
+
+class KubeError(Exception):
+    """A Kubernetes API error, worded for a person (one line)."""
+
+    def __init__(self, status: int, reason: str, message: str, verb: str = "",
+                 path: str = "") -> None:
+        self.status, self.reason, self.message, self.verb, self.path = (
+            status, reason, message, verb, path)
+        where = f"{verb} {path}: " if verb else ""
+        super().__init__(f"{where}{status} {reason}: {message}")
+
+
+class ConnectError(Exception):
+    """The cluster could not be reached or could not be authenticated to."""
+
+
+def _to_kube_error(exc: ApiException, verb: str, path: str) -> KubeError:
+    try:
+        body = json.loads(exc.body or "{}")
+    except ValueError:
+        body = {}
+    message = body.get("message") or (exc.body or exc.reason or "").strip()
+    return KubeError(exc.status or 0, body.get("reason") or exc.reason or "", message, verb, path)
+
+
+def _retry_after(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, KubeError) and exc.status == 429:
+        return float(getattr(exc, "retry_after", 1) or 1)
+    return min(0.1 * 2 ** (state.attempt_number - 1), 2.0)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, KubeError):
+        return exc.status in TRANSIENT
+    return isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError))
+
+
+def _log_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    log.warning("retrying after transient error (attempt %d): %s", state.attempt_number, exc)
+    Api.retries_total += 1
+
+
+transient_retry = retry(
+    retry=retry_if_exception(_is_transient),
+    wait=_retry_after,
+    stop=stop_after_attempt(8) | stop_after_delay(60),
+    before_sleep=_log_retry,
+    reraise=True,
+)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind lives in the API: group/version and plural."""
+
+    api_version: str
+    plural: str
+    namespaced: bool = True
+
+    def path(self, namespace: str | None = None, name: str | None = None,
+             sub: str | None = None) -> str:
+        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{name}"
+        if sub:
+            base += f"/{sub}"
+        return base
+
+
+NAMESPACES = Resource("v1", "namespaces", False)
+NODES = Resource("v1", "nodes", False)
+PODS = Resource("v1", "pods")
+PVCS = Resource("v1", "persistentvolumeclaims")
+PVS = Resource("v1", "persistentvolumes", False)
+EVENTS = Resource("v1", "events")
+DEPLOYMENTS = Resource("apps/v1", "deployments")
+REPLICASETS = Resource("apps/v1", "replicasets")
+DAEMONSETS = Resource("apps/v1", "daemonsets")
+STORAGECLASSES = Resource("storage.k8s.io/v1", "storageclasses", False)
+CSIDRIVERS = Resource("storage.k8s.io/v1", "csidrivers", False)
+CSINODES = Resource("storage.k8s.io/v1", "csinodes", False)
+VOLUMEATTACHMENTS = Resource("storage.k8s.io/v1", "volumeattachments", False)
+
+BY_KIND = {"Namespace": NAMESPACES, "Node": NODES, "Pod": PODS,
+           "PersistentVolumeClaim": PVCS, "PersistentVolume": PVS, "Event": EVENTS,
+           "Deployment": DEPLOYMENTS, "ReplicaSet": REPLICASETS, "DaemonSet": DAEMONSETS,
+           "StorageClass": STORAGECLASSES, "CSIDriver": CSIDRIVERS, "CSINode": CSINODES,
+           "VolumeAttachment": VOLUMEATTACHMENTS}
+
+
+def resource_for(obj: dict) -> Resource:
+    return BY_KIND[obj["kind"]]
+
+
+class Api:
+    """One cluster's API: plain-dict CRUD, list and watch by resource path."""
+
+    retries_total = 0
+
+    def __init__(self, api_client: k8s_client.ApiClient, context: str) -> None:
+        self.client = api_client
+        self.context = context
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_kubeconfig(cls, kubeconfig: str | None, context: str | None) -> Api:
+        try:
+            api_client = k8s_config.new_client_from_config(config_file=kubeconfig,
+                                                           context=context)
+        except k8s_config.ConfigException as err:
+            raise ConnectError(str(err).splitlines()[0]) from None
+        except OSError as err:
+            raise ConnectError(f"cannot read kubeconfig {kubeconfig}: {err.strerror}") from None
+        conf = api_client.configuration
+        conf.retries = False  # retries are ours: bounded, logged, idempotent only
+        return cls(api_client, context or "")
+
+    @property
+    def server(self) -> str:
+        return str(self.client.configuration.host)
+
+    def _call(self, method: str, path: str, query: dict[str, Any] | None = None,
+              body: Any = None, content_type: str | None = None,
+              stream: bool = False, timeout: float | None = 60) -> Any:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        elif body is not None:
+            headers["Content-Type"] = "application/json"
+        params = [(k, v) for k, v in (query or {}).items() if v is not None]
+        try:
+            resp = self.client.call_api(
+                path, method, query_params=params, header_params=headers, body=body,
+                auth_settings=["BearerToken"], _preload_content=False,
+                _return_http_data_only=True, _request_timeout=timeout)
+        except ApiException as exc:
+            err = _to_kube_error(exc, method, path)
+            if exc.status == 429 and exc.headers:
+                err.retry_after = float(exc.headers.get("Retry-After", "1") or 1)  # type: ignore[attr-defined]
+            raise err from None
+        except urllib3.exceptions.MaxRetryError as exc:
+            raise ConnectionError(f"cannot reach {self.server}: {exc.reason}") from None
+        if stream:
+            return resp
+        data = resp.data
+        return json.loads(data) if data else None
+
+    # -- idempotent calls (retried) ---------------------------------------------------
+    @transient_retry
+    def get(self, res: Resource, name: str, namespace: str | None = None) -> dict:
+        return self._call("GET", res.path(namespace, name))
+
+    def get_or_none(self, res: Resource, name: str, namespace: str | None = None) -> dict | None:
+        try:
+            return self.get(res, name, namespace)
+        except KubeError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    @transient_retry
+    def list(self, res: Resource, namespace: str | None = None, *,
+             label_selector: str | None = None, field_selector: str | None = None) -> dict:
+        return self._call("GET", res.path(namespace), {"labelSelector": label_selector,
+                                                       "fieldSelector": field_selector})
+
+    def items(self, res: Resource, namespace: str | None = None, **kw: Any) -> list[dict]:
+        return self.list(res, namespace, **kw).get("items") or []
+
+    @transient_retry
+    def delete(self, res: Resource, name: str, namespace: str | None = None, *,
+               propagation: str = "Background", missing_ok: bool = True) -> dict | None:
+        try:
+            return self._call("DELETE", res.path(namespace, name),
+                              body={"kind": "DeleteOptions", "apiVersion": "v1",
+                                    "propagationPolicy": propagation})
+        except KubeError as err:
+            if err.status == 404 and missing_ok:
+                return None
+            raise
+
+    @transient_retry
+    def patch(self, res: Resource, name: str, patch: dict, namespace: str | None = None,
+              content_type: str = "application/merge-patch+json") -> dict:
+        return self._call("PATCH", res.path(namespace, name), body=patch,
+                          content_type=content_type)
+
+    # -- create: retried, and a retry that finds its own earlier success adopts it ----
+    def create(self, res: Resource, obj: dict, namespace: str | None = None, *,
+               strict: bool = True) -> dict:
+        query = {"fieldValidation": "Strict"} if strict else None
+        name = obj["metadata"].get("name")
+
+        @transient_retry
+        def attempt(first: list[bool]) -> dict:
+            try:
+                return self._call("POST", res.path(namespace), query, body=obj)
+            except KubeError as err:
+                if err.status == 409 and err.reason == "AlreadyExists" and not first[0] \
+                        and name:
+                    # An earlier attempt got through before its answer was lost.
+                    mine = self.get(res, name, namespace)
+                    if _same_owner(mine, obj):
+                        return mine
+                raise
+            finally:
+                first[0] = False
+
+        return attempt([True])
+
+    # -- watch --------------------------------------------------------------------
+    def watch(self, res: Resource, namespace: str | None, resource_version: str, *,
+              field_selector: str | None = None, label_selector: str | None = None,
+              timeout_seconds: int = 30) -> WatchStream:
+        resp = self._call("GET", res.path(namespace), {
+            "watch": "true", "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true", "timeoutSeconds": timeout_seconds,
+            "fieldSelector": field_selector, "labelSelector": label_selector},
+            stream=True, timeout=timeout_seconds + 10)
+        return WatchStream(resp)
+
+    def raw(self, method: str, path: str, **kw: Any) -> Any:
+        return self._call(method, path, **kw)
+
+
+def _same_owner(existing: dict, wanted: dict) -> bool:
+    want = (wanted["metadata"].get("labels") or {}).get("winstor.io/run")
+    have = (existing["metadata"].get("labels") or {}).get("winstor.io/run")
+    return bool(want) and want == have
+
+
+class WatchStream:
+    """Iterate watch events from a streaming response; `close()` from any thread."""
+
+    def __init__(self, resp: Any) -> None:
+        self.resp = resp
+
+    def __iter__(self) -> Iterator[dict]:
+        buf = b""
+        try:
+            for chunk in self.resp.stream(4096, decode_content=False):
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line.strip():
+                        yield json.loads(line)
+        except (urllib3.exceptions.HTTPError, ValueError, AttributeError, OSError):
+            return
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        try:
+            self.resp.release_conn()
+            self.resp.close()
+        except Exception:  # closing twice, or from another thread mid-read
+            pass

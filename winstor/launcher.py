@@ -1,0 +1,102 @@
+"""Start and stop the embedded cluster as a separate process.
+
+The run talks to it exactly as to EKS - through a kubeconfig and the AWS
+environment variables - so nothing here imports `winstor.sim`. Readiness is
+the kubeconfig file appearing; a sim that dies first is reported with the
+last lines it printed.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class LaunchError(Exception):
+    """The embedded cluster could not be started; one line says why."""
+
+
+@dataclass
+class SimProcess:
+    clusters: int
+    scenarios: list[str]
+    flavour: str = "eks"
+    time_scale: float = 0.002
+    proc: subprocess.Popen[bytes] | None = None
+    workdir: Path | None = None
+    aws_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def kubeconfig(self) -> Path:
+        assert self.workdir is not None
+        return self.workdir / "kubeconfig"
+
+    @property
+    def contexts(self) -> list[str]:
+        return [f"sim-{i}" for i in range(1, self.clusters + 1)]
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="winstor-sim-"))
+        env_file = self.workdir / "aws.env"
+        log = (self.workdir / "sim.log").open("wb")
+        cmd = [sys.executable, "-m", "winstor", "sim", "up", "--kubeconfig",
+               str(self.kubeconfig), "--aws-env", str(env_file), "--clusters",
+               str(self.clusters), "--flavour", self.flavour, "--time-scale",
+               str(self.time_scale), "--quiet"]
+        for s in self.scenarios:
+            cmd += ["--scenario", s]
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not self.kubeconfig.exists():
+            if self.proc.poll() is not None:
+                raise LaunchError(f"the embedded cluster exited with code "
+                                  f"{self.proc.returncode}: {self._tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise LaunchError(f"the embedded cluster was not ready within {timeout:.0f}s: "
+                                  f"{self._tail()}")
+            time.sleep(0.05)
+        self.aws_env = read_env_file(env_file)
+
+    def _tail(self) -> str:
+        try:
+            text = (self.workdir / "sim.log").read_text(errors="replace") if self.workdir else ""
+        except OSError:
+            return "(no output)"
+        lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+        return " | ".join(lines[-3:]) or "(no output)"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.proc = None
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse the `export K='V'` lines the sim writes."""
+    out: dict[str, str] = {}
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export "):]
+        key, _, value = line.partition("=")
+        parts = shlex.split(value) if value else [""]
+        out[key.strip()] = parts[0] if parts else ""
+    return out

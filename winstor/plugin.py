@@ -1,0 +1,179 @@
+"""The pytest plugin: options, markers, cluster parametrization, summaries.
+
+Registered through the `pytest11` entry point, so every pytest run in an
+environment with winstor installed knows the options and markers. Nothing
+here contacts a cluster; the `cluster` fixture does that on first use.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+from . import checks
+from .config import ConfigError
+from .runstate import RunState
+from .settings import OPTIONS, env_name, ini_name, resolve
+
+STATE = pytest.StashKey[RunState]()
+# pytest_runtest_logreport gets no config; the outcome table lives on the one in use.
+_CONFIG: dict[str, pytest.Config] = {}
+OUTCOMES = pytest.StashKey[dict[str, dict[str, str]]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("winstor", "winstor: Windows storage conformance")
+    for option, help_text, kwargs in OPTIONS:
+        group.addoption(option, dest=option.lstrip("-").replace("-", "_"),
+                        help=f"{help_text} [env {env_name(option)}, ini {ini_name(option)}]",
+                        **kwargs)
+        ini_type = "linelist" if kwargs.get("action") == "append" else (
+            "bool" if kwargs.get("action") == "store_true" else "string")
+        parser.addini(ini_name(option), f"winstor: default for {option}", type=ini_type)
+
+
+def _scenario_names() -> set[str]:
+    # The names only: a table of strings, not the emulator.
+    from .sim.scenarios import SCENARIOS
+    return set(SCENARIOS)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in checks.MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+    config.addinivalue_line("markers", "winstor_check(id, title): a winstor conformance check "
+                                       "with a stable id")
+    workerinput = getattr(config, "workerinput", None)
+    run_id = workerinput.get("winstor_run_id") if workerinput else None
+    try:
+        settings = resolve(config, _scenario_names(), run_id)
+    except ConfigError as err:
+        raise pytest.UsageError(f"winstor: {err}") from None
+    state = RunState(settings)
+    if workerinput:
+        state.adopt_worker_input(workerinput)
+        if not state.sim_kubeconfig and settings.use_sim and not state.launch_error:
+            state.launch_error = "the controller did not start the embedded cluster"
+    config.stash[STATE] = state
+    _CONFIG["config"] = config
+    config.stash[OUTCOMES] = defaultdict(dict)
+    if getattr(config.option, "numprocesses", None) and getattr(
+            config.option, "dist", "no") in ("no", "load"):
+        # A cluster's checks share expensive objects: keep them on one worker.
+        config.option.dist = "loadgroup"
+
+
+def _xdist_controller(config: pytest.Config) -> bool:
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(
+        config, "workerinput")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
+    if _xdist_controller(config) and not config.option.collectonly:
+        config.stash[STATE].ensure_sim()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    node.workerinput.update(node.config.stash[STATE].worker_input())
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    s = config.stash[STATE].settings
+    where = "embedded cluster (started on first use)" if s.use_sim else "kubeconfig contexts"
+    lines = [f"winstor: run {s.run_id}, profile {s.profile}, {where}: "
+             + ", ".join(t.name for t in s.targets)]
+    if s.sim_scenarios:
+        lines.append(f"winstor: scenarios {', '.join(s.sim_scenarios)}")
+    return lines
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "cluster" not in metafunc.fixturenames:
+        return
+    state = metafunc.config.stash[STATE]
+    check = metafunc.definition.get_closest_marker("winstor_check")
+    suffix = f":{check.args[0]}" if check else ""
+    names = [t.name for t in state.settings.targets]
+    metafunc.parametrize("cluster", names, indirect=True, scope="session",
+                         ids=[f"{n}{suffix}" for n in names])
+
+
+def cluster_of(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    return callspec.params.get("cluster")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    order = {t.name: i for i, t in enumerate(config.stash[STATE].settings.targets)}
+    for item in items:
+        name = cluster_of(item)
+        meta = checks.check_of(item)
+        if name:
+            item.add_marker(pytest.mark.xdist_group(name=name))
+            item.user_properties.append(("winstor_cluster", name))
+        if meta:
+            item.user_properties.append(("winstor_check", meta[0]))
+    position = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda it: (order.get(cluster_of(it) or "", -1),
+                               (checks.check_of(it) or ("", "", 50))[2], position[id(it)]))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    props = dict(report.user_properties)
+    cluster, check = props.get("winstor_cluster"), props.get("winstor_check")
+    if not cluster or not check:
+        return
+    outcome = None
+    if report.when == "call" or report.outcome != "passed":
+        outcome = "error" if report.when != "call" and report.failed else report.outcome
+    if report.when == "setup" and report.skipped:
+        outcome = "skipped"
+    if outcome is None:
+        return
+    config = _CONFIG.get("config")
+    if config is None:
+        return
+    table = config.stash[OUTCOMES]
+    previous = table[cluster].get(check)
+    if previous in ("failed", "error") and outcome == "passed":
+        return
+    table[cluster][check] = outcome
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
+                            config: pytest.Config) -> None:
+    table = config.stash[OUTCOMES]
+    if not table or hasattr(config, "workerinput"):
+        return
+    tr = terminalreporter
+    tr.section("winstor: checks per cluster")
+    checks_seen = sorted({c for per in table.values() for c in per})
+    clusters = [t.name for t in config.stash[STATE].settings.targets if t.name in table]
+    width = max([len(c) for c in checks_seen] + [5])
+    marks = {"passed": "pass", "failed": "FAIL", "error": "ERROR", "skipped": "skip"}
+    tr.write_line(f"{'check':<{width}}  " + "  ".join(f"{c:<8}" for c in clusters))
+    for check in checks_seen:
+        cells = [marks.get(table[c].get(check, ""), "-") for c in clusters]
+        tr.write_line(f"{check:<{width}}  " + "  ".join(f"{x:<8}" for x in cells))
+    for name in clusters:
+        counts = defaultdict(int)
+        for outcome in table[name].values():
+            counts[outcome] += 1
+        tr.write_line(f"{name}: {counts['passed']} passed, {counts['failed']} failed, "
+                      f"{counts['error']} errors, {counts['skipped']} skipped")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is not None:
+        state.stop()
+    if _CONFIG.get("config") is config:
+        del _CONFIG["config"]

@@ -1,0 +1,316 @@
+"""Kubernetes REST over HTTPS for one emulated cluster.
+
+Only the wire protocol lives here - routing, auth, content types, watch
+streaming, websocket exec, discovery and `Status` errors. What an object
+*means* (admission, controllers, the Windows nodes) belongs to the cluster
+model this server fronts, the way moto keeps backends apart from its HTTP
+layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+import yaml
+from aiohttp import WSMsgType, web
+
+from . import discovery, tables
+from .errors import ApiError
+from .kinds import Kind, lookup
+from .selectors import field_selector, label_selector
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
+
+log = logging.getLogger("winstor.sim.api")
+
+EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(text=json.dumps(body), status=status, content_type="application/json",
+                        headers=headers)
+
+
+def _error(err: ApiError) -> web.Response:
+    return _json(err.body(), err.code, err.headers)
+
+
+class Route:
+    """A parsed resource URL: /api/v1/namespaces/ns/pods/name/sub."""
+
+    def __init__(self, kind: Kind, namespace: str | None, name: str | None,
+                 sub: str | None) -> None:
+        self.kind, self.namespace, self.name, self.sub = kind, namespace, name, sub
+
+
+def parse_path(path: str) -> Route | None:
+    segs = [s for s in path.split("/") if s]
+    if len(segs) >= 2 and segs[0] == "api" and segs[1] == "v1":
+        group, rest = "", segs[2:]
+    elif len(segs) >= 3 and segs[0] == "apis":
+        group, rest = segs[1], segs[3:]
+        if lookup(group, rest[0] if rest else "") is None and not (
+                rest and rest[0] == "namespaces"):
+            return None
+    else:
+        return None
+    if not rest:
+        return None
+    namespace = None
+    if rest[0] == "namespaces" and len(rest) >= 3 and rest[2] not in ("status", "finalize"):
+        namespace, rest = rest[1], rest[2:]
+    kind = lookup(group, rest[0])
+    if kind is None:
+        return None
+    name = rest[1] if len(rest) > 1 else None
+    sub = rest[2] if len(rest) > 2 else None
+    if len(rest) > 3:
+        return None
+    return Route(kind, namespace, name, sub)
+
+
+def _verb(method: str, route: Route, query: dict[str, str]) -> str:
+    if method == "GET":
+        if query.get("watch") in ("true", "1"):
+            return "watch"
+        return "get" if route.name else "list"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch",
+            "DELETE": "delete" if route.name else "deletecollection"}.get(method, method.lower())
+
+
+class ApiServer:
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.app = web.Application(middlewares=[self._middleware], client_max_size=16 << 20)
+        self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
+
+    # -- middleware: auth, faults, metrics --------------------------------
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        query = {k: v[-1] for k, v in parse_qs(request.query_string).items()}
+        route = parse_path(request.path)
+        verb = _verb(request.method, route, query) if route else request.method.lower()
+        if route and route.sub == "exec":
+            verb = "create"
+        resource = (route.kind.plural + (f"/{route.sub}" if route.sub else "")) if route else ""
+        group = route.kind.group if route else ""
+        try:
+            if request.path not in ("/healthz", "/livez", "/readyz", "/metrics", "/version"):
+                self.cluster.authenticate(request.headers.get("Authorization", ""))
+            if route is not None:
+                self.cluster.authorize(request.headers.get("Authorization", ""), verb, route.kind,
+                                       route.sub, route.namespace, route.name)
+            fault = self.cluster.faults.before_request(verb, route is not None and
+                                                       route.sub == "exec")
+            if fault is not None:
+                self.cluster.metrics.faults[f"{fault.code}"] += 1
+                raise fault
+            resp = await handler(request)
+        except ApiError as err:
+            resp = _error(err)
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # the server must answer, never hang up
+            log.exception("internal error on %s %s", request.method, request.path)
+            resp = _error(ApiError(500, "InternalError", f"Internal error occurred: {exc}"))
+        self.cluster.metrics.record(verb.upper(), group, resource, resp.status)
+        return resp
+
+    # -- dispatch ----------------------------------------------------------
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        query = {k: v[-1] for k, v in parse_qs(request.query_string).items()}
+        if path in ("/healthz", "/livez", "/readyz"):
+            return web.Response(text="ok")
+        if path == "/metrics":
+            return web.Response(text=self.cluster.render_metrics(),
+                                content_type="text/plain", charset="utf-8")
+        if path == "/version":
+            return _json(discovery.version(self.cluster.kube_version))
+        static = discovery.static(path, request.headers.get("Accept", ""),
+                                  self.cluster.schemas)
+        if static is not None:
+            body, ctype = static
+            raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+            return web.Response(body=raw, headers={"Content-Type": ctype})
+        route = parse_path(path)
+        if route is None:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if route.sub == "exec":
+            return await self._exec(request, route)
+        if route.sub == "log":
+            text = self.cluster.pod_logs(route.namespace, route.name or "",
+                                         query.get("container"))
+            return web.Response(text=text, content_type="text/plain")
+        verb = _verb(request.method, route, query)
+        if verb == "watch":
+            return await self._watch(request, route, query)
+        body = await self._body(request) if request.method in ("POST", "PUT", "PATCH") else None
+        if verb in ("create", "update", "delete"):
+            self._check_body_target(route, body, verb)
+        result, code, warnings = await self.cluster.handle(
+            verb, route.kind, route.namespace, route.name, route.sub, query, body,
+            request.headers.get("Content-Type", ""))
+        headers = {}
+        if warnings:
+            headers["Warning"] = ", ".join(f'299 - "{w}"' for w in warnings)
+        accept = request.headers.get("Accept", "")
+        if "as=Table" in accept and verb in ("get", "list"):
+            result = tables.render(route.kind, result, query.get("includeObject"))
+        return _json(result, code, headers)
+
+    async def _body(self, request: web.Request) -> Any:
+        raw = await request.read()
+        if not raw:
+            return None
+        ctype = request.headers.get("Content-Type", "")
+        if ctype.startswith("application/json-patch") or ctype.endswith("patch+json"):
+            return raw
+        try:
+            if "yaml" in ctype:
+                return yaml.safe_load(raw)
+            return json.loads(raw)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise ApiError.bad_request(f"the body of the request was in an unknown format - "
+                                       f"accepted media types include: application/json, "
+                                       f"application/yaml ({exc})") from None
+
+    @staticmethod
+    def _check_body_target(route: Route, body: Any, verb: str) -> None:
+        if verb == "create" and route.name and route.sub is None:
+            raise ApiError.method_not_allowed("the server does not allow this method on the "
+                                              "requested resource")
+        if not isinstance(body, dict) or verb == "delete":
+            return
+        meta = body.get("metadata") or {}
+        ns = meta.get("namespace")
+        if route.namespace and ns and ns != route.namespace:
+            raise ApiError.bad_request("the namespace of the provided object does not match "
+                                       "the namespace sent on the request")
+        if verb == "update" and route.name and meta.get("name") not in (None, route.name):
+            raise ApiError.bad_request("the name of the object "
+                                       f"({meta.get('name')}) does not match the name on the "
+                                       f"URL ({route.name})")
+
+    # -- watch -------------------------------------------------------------
+    async def _watch(self, request: web.Request, route: Route,
+                     query: dict[str, str]) -> web.StreamResponse:
+        match_labels = label_selector(query.get("labelSelector"))
+        match_fields = field_selector(query.get("fieldSelector"))
+        if route.name:
+            name = route.name
+
+            def match(o: dict) -> bool:
+                return o["metadata"]["name"] == name
+        else:
+            def match(o: dict) -> bool:
+                return match_labels(o) and match_fields(o)
+
+        store = self.cluster.store
+        resp = web.StreamResponse(headers={"Content-Type": "application/json",
+                                           "Transfer-Encoding": "chunked"})
+        await resp.prepare(request)
+        try:
+            watcher = store.watch(route.kind, route.namespace, match,
+                                  query.get("resourceVersion"))
+        except ApiError as err:
+            # Watch errors travel inside the stream, as an ERROR event.
+            await resp.write((json.dumps({"type": "ERROR", "object": err.body()}) + "\n").encode())
+            await resp.write_eof()
+            return resp
+        timeout = float(query.get("timeoutSeconds") or 1800)
+        deadline = time.monotonic() + timeout
+        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
+        bookmark_every = self.cluster.bookmark_interval
+        drop_at = self.cluster.faults.watch_drop_deadline()
+        try:
+            while True:
+                now = time.monotonic()
+                wait = deadline - now
+                if drop_at is not None:
+                    wait = min(wait, drop_at - now)
+                if bookmarks:
+                    wait = min(wait, bookmark_every)
+                if wait <= 0:
+                    break
+                try:
+                    change = await asyncio.wait_for(watcher.queue.get(), wait)
+                except asyncio.TimeoutError:
+                    if drop_at is not None and time.monotonic() >= drop_at:
+                        self.cluster.metrics.faults["watch-drop"] += 1
+                        break
+                    if bookmarks and time.monotonic() < deadline:
+                        mark = {"kind": route.kind.kind, "apiVersion": route.kind.api_version,
+                                "metadata": {"resourceVersion": str(store.rv)}}
+                        await resp.write((json.dumps({"type": "BOOKMARK", "object": mark})
+                                          + "\n").encode())
+                    continue
+                if change is None:
+                    break
+                line = json.dumps({"type": change.type, "object": change.obj}) + "\n"
+                await resp.write(line.encode())
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            store.unwatch(watcher)
+        with contextlib.suppress(ConnectionResetError):
+            await resp.write_eof()
+        return resp
+
+    # -- exec --------------------------------------------------------------
+    async def _exec(self, request: web.Request, route: Route) -> web.StreamResponse:
+        params = parse_qs(request.query_string)
+        command = params.get("command", [])
+        container = (params.get("container") or [None])[0]
+        target = self.cluster.exec_target(route.namespace, route.name or "", container)
+        if not command:
+            raise ApiError.bad_request("you must specify at least 1 command")
+        ws = web.WebSocketResponse(protocols=EXEC_PROTOCOLS, autoping=True)
+        if not ws.can_prepare(request).ok:
+            raise ApiError.bad_request("Upgrade request required")
+        await ws.prepare(request)
+        self.cluster.metrics.exec_sessions += 1
+        proto = ws.ws_protocol or ""
+        result = await self.cluster.run_exec(target, command)
+        if result.stdout:
+            await ws.send_bytes(b"\x01" + result.stdout)
+        if result.stderr:
+            await ws.send_bytes(b"\x02" + result.stderr)
+        start_error = getattr(result, "start_error", None)
+        if start_error:
+            # The runtime could not start the process: no exit code exists.
+            status: dict[str, Any] = {
+                "metadata": {}, "status": "Failure", "reason": "InternalError",
+                "message": f"error executing command in container: {start_error}",
+                "details": {"causes": [{"message": start_error}]}}
+        elif result.exit_code == 0:
+            status = {"metadata": {}, "status": "Success"}
+        else:
+            status = {
+                "metadata": {}, "status": "Failure",
+                "message": f"command terminated with non-zero exit code: error executing "
+                           f"command [{' '.join(command)[:200]}], exit code {result.exit_code}",
+                "reason": "NonZeroExitCode",
+                "details": {"causes": [{"reason": "ExitCode",
+                                        "message": str(result.exit_code)}]},
+            }
+        if proto.startswith(("v4", "v5")):
+            await ws.send_bytes(b"\x03" + json.dumps(status).encode())
+        elif result.exit_code != 0:
+            await ws.send_bytes(b"\x03" + status["message"].encode())
+        # Drain anything the client sends (stdin close on v5) without blocking.
+        try:
+            msg = await asyncio.wait_for(ws.receive(), 0.001)
+            if msg.type == WSMsgType.CLOSE:
+                pass
+        except asyncio.TimeoutError:
+            pass
+        await ws.close()
+        return ws

@@ -1,0 +1,55 @@
+"""The sim's view of AWS: one moto backend shared by every emulated cluster.
+
+Translates a cluster plan into the seed the AWS backend understands and
+keeps the controllers' EBS calls in one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .aws import AwsBackend, ClusterAws, ClusterSeed, NodeSeed
+from .topology import ClusterPlan
+
+# Release dates of the EKS-optimized AMIs the clusters run: cluster 1 an
+# autumn-2024 AMI (csi-proxy 1.1.3), cluster 2 a 2025 one (csi-proxy 1.2.1).
+AMI_RELEASES = {1: "2024.11.12", 0: "2025.11.14"}
+
+
+class SimCloud:
+    def __init__(self, region: str) -> None:
+        self.backend = AwsBackend(region=region)
+
+    def start(self) -> None:
+        self.backend.start(wait=True)
+
+    def stop(self) -> None:
+        self.backend.stop()
+
+    def write_env_file(self, path: Path) -> None:
+        self.backend.write_env_file(path)
+
+    def env(self) -> dict[str, str]:
+        return self.backend.env()
+
+    def seed_for_plan(self, plan: ClusterPlan) -> ClusterAws:
+        nodes = tuple(NodeSeed(name=n.name, os=n.os,  # type: ignore[arg-type]
+                               windows_build=n.windows_build if n.os == "windows" else None,
+                               zone=n.zone, instance_type=n.instance_type,
+                               nodegroup=n.nodegroup) for n in plan.nodes)
+        return self.backend.seed_cluster(ClusterSeed(
+            name=plan.name, k8s_version=plan.kube_version, nodes=nodes,
+            ami_release=AMI_RELEASES[plan.index % 2]))
+
+    def create_volume(self, zone: str, size_gib: int, volume_type: str,
+                      tags: dict[str, str]) -> str:
+        return self.backend.create_volume(zone, size_gib, volume_type, tags)
+
+    def attach_volume(self, volume_id: str, instance_id: str) -> str:
+        return self.backend.attach_volume(volume_id, instance_id)
+
+    def detach_volume(self, volume_id: str, instance_id: str) -> None:
+        self.backend.detach_volume(volume_id, instance_id)
+
+    def delete_volume(self, volume_id: str) -> None:
+        self.backend.delete_volume(volume_id)

@@ -1,0 +1,135 @@
+"""One emulated cluster: store, admission, controllers and the node models.
+
+The API server hands every request to `Cluster.handle`; the controllers run
+on the same event loop and react to store changes, so everything a client
+sees happens in the order a real control plane would produce it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Any
+
+from . import admission, bootstrap
+from .controllers import Controllers
+from .errors import ApiError
+from .events import Recorder
+from .faults import Faults
+from .kinds import Kind, kind_of
+from .metrics import Metrics
+from .registry import Registry
+from .schema import SchemaRegistry
+from .store import Store
+from .timing import Clock
+from .topology import ClusterPlan
+from .workloads import ExecTarget, Workloads
+
+log = logging.getLogger("winstor.sim.cluster")
+
+PODS = kind_of("v1", "Pod")
+PVCS = kind_of("v1", "PersistentVolumeClaim")
+
+
+class Cluster:
+    def __init__(self, plan: ClusterPlan, scenarios: set[str], aws: Any, *,
+                 time_scale: float = 0.002, watch_history: int = 5000) -> None:
+        self.plan = plan
+        self.name = plan.name
+        self.kube_version = plan.kube_version
+        self.flavour = plan.flavour
+        self.scenarios = scenarios
+        self.aws = aws
+        self.aws_cluster: Any = None
+        self.token = secrets.token_urlsafe(32)
+        self.store = Store(history=watch_history)
+        self.schemas = SchemaRegistry(plan.kube_version)
+        self.metrics = Metrics()
+        self.faults = Faults(enabled="flaky-api" in scenarios)
+        self.clock = Clock(scale=time_scale)
+        self.events = Recorder(self.store)
+        self.registry = Registry(self.store, self.schemas, self._admit)
+        self.workloads = Workloads(self)
+        self.controllers = Controllers(self)
+        self.bookmark_interval = 1.0
+        self.rbac: Any = None
+
+    # -- lifecycle ---------------------------------------------------------------
+    async def start(self) -> None:
+        await bootstrap.seed(self)
+        self.controllers.start()
+
+    async def stop(self) -> None:
+        await self.controllers.stop()
+
+    # -- auth --------------------------------------------------------------------
+    def authenticate(self, header: str) -> str:
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        if token and secrets.compare_digest(token, self.token):
+            return "admin"
+        if token and self.rbac is not None and self.rbac.user_for(token):
+            return self.rbac.user_for(token)
+        raise ApiError(401, "Unauthorized", "Unauthorized")
+
+    def authorize(self, header: str, verb: str, kind: Kind, sub: str | None,
+                  namespace: str | None, name: str | None) -> None:
+        if self.rbac is None:
+            return
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        if secrets.compare_digest(token, self.token):
+            return
+        self.rbac.check(token, verb, kind, sub, namespace, name)
+
+    # -- requests ----------------------------------------------------------------
+    async def handle(self, verb: str, kind: Kind, namespace: str | None, name: str | None,
+                     sub: str | None, query: dict[str, str], body: Any,
+                     content_type: str) -> tuple[dict, int, list[str]]:
+        reg = self.registry
+        if sub not in (None, "status", "finalize", "binding"):
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if verb == "get":
+            return reg.get(kind, namespace, name or "")
+        if verb == "list":
+            return reg.list(kind, namespace, query)
+        if verb == "create":
+            if sub == "binding":
+                return self.workloads.bind_from_api(namespace, name or "", body), 201, []
+            return reg.create(kind, namespace, body, query)
+        if verb == "update":
+            if sub == "finalize":
+                sub = None
+            return reg.update(kind, namespace, name or "", sub, body, query)
+        if verb == "patch":
+            return reg.patch(kind, namespace, name or "", sub, body, content_type, query)
+        if verb == "delete":
+            return reg.delete(kind, namespace, name or "", body, query)
+        if verb == "deletecollection":
+            return reg.delete_collection(kind, namespace, body, query)
+        raise ApiError.method_not_allowed(f"verb {verb} is not supported")
+
+    def _admit(self, op: str, kind: Kind, obj: dict, old: dict | None) -> list[str]:
+        if kind.kind == "PersistentVolumeClaim" and op == "create":
+            admission.default_storage_class(self.store, obj)
+        if kind.kind == "Pod" and op == "create":
+            admission.pod_security(self.store, obj)
+        if kind.kind in ("Deployment", "ReplicaSet", "DaemonSet"):
+            return admission.pod_security_warnings(self.store, obj)
+        return []
+
+    # -- exec and logs -------------------------------------------------------------
+    def exec_target(self, namespace: str | None, name: str,
+                    container: str | None) -> ExecTarget:
+        return self.workloads.exec_target(namespace or "default", name, container)
+
+    async def run_exec(self, target: ExecTarget, argv: list[str]) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.workloads.run_exec, target, argv)
+
+    def pod_logs(self, namespace: str | None, name: str, container: str | None) -> str:
+        return self.workloads.logs(namespace or "default", name, container)
+
+    def render_metrics(self) -> str:
+        extra = {f'winstor_sim_modelled_seconds_total{{what="{k}"}}': v
+                 for k, v in sorted(self.clock.modelled.items())}
+        return self.metrics.render(self.store.created_by_kind, extra)

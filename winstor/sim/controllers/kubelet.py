@@ -1,0 +1,272 @@
+"""The kubelets: mount, pull, start, stop - with the events real kubelets emit.
+
+The order is the kubelet's: volumes are attached and mounted before the
+sandbox starts, images are pulled once per node (a second pod on the node
+finds the image "already present"), and a Windows container whose image
+targets another Windows build fails the way hcsshim does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+from ..store import now_iso
+from ..workloads import image_build, is_host_process
+from .base import ATTACHMENTS, NODES, PODS, PVCS, PVS, Controller, set_condition, terminating
+from .volumes import Volumes
+
+SERVERCORE = "mcr.microsoft.com/windows/servercore"
+WINDOWS_IMAGE_PREFIXES = ("mcr.microsoft.com/windows/", "mcr.microsoft.com/powershell:nanoserver",
+                          "mcr.microsoft.com/oss/kubernetes/windows-host-process")
+BACKOFF = (10.0, 20.0, 40.0, 80.0, 160.0, 300.0)  # kubelet's image/mount retry backoff
+
+
+class PodFailed(Exception):
+    """A container cannot start; the reason is already in events and status."""
+
+
+def _image_os(image: str) -> str:
+    if image.startswith(WINDOWS_IMAGE_PREFIXES) or "nanoserver" in image or \
+            "servercore" in image or "windows" in image.split(":")[0]:
+        return "windows"
+    return "linux" if not image.startswith("mcr.microsoft.com/powershell") else "any"
+
+
+class Kubelet(Controller):
+    def reconcile(self) -> None:
+        for pod in list(self.store.iter(PODS)):
+            node = pod["spec"].get("nodeName")
+            if not node:
+                continue
+            uid = pod["metadata"]["uid"]
+            if terminating(pod):
+                self.manager.spawn(f"kubelet-stop:{uid}", self._stop(pod))
+            elif not self.manager.running(f"kubelet:{uid}") and \
+                    (pod.get("status") or {}).get("phase") == "Pending" and \
+                    f"kubelet:{uid}" not in self.manager.tasks:
+                self.manager.spawn(f"kubelet:{uid}", self._run(pod))
+
+    def _node(self, pod: dict) -> dict:
+        return self.store.peek(NODES, None, pod["spec"]["nodeName"]) or {}
+
+    def _status(self, pod: dict, fn: Any) -> None:
+        ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        cur = self.store.peek(PODS, ns, name)
+        if cur is None or cur["metadata"]["uid"] != pod["metadata"]["uid"]:
+            raise asyncio.CancelledError
+        self.store.mutate(PODS, ns, name, fn, subresource="status")
+
+    def _alive(self, pod: dict) -> bool:
+        cur = self.store.peek(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
+        return cur is not None and cur["metadata"]["uid"] == pod["metadata"]["uid"] and \
+            not terminating(cur)
+
+    def _event(self, pod: dict, type_: str, reason: str, message: str) -> None:
+        self.events.record(pod, type_, reason, message, "kubelet", pod["spec"]["nodeName"])
+
+    def _waiting(self, pod: dict, container: str, reason: str, message: str) -> None:
+        def fn(o: dict) -> None:
+            st = o.setdefault("status", {})
+            statuses = st.setdefault("containerStatuses", [])
+            cs = next((c for c in statuses if c["name"] == container), None)
+            if cs is None:
+                spec_c = next(c for c in o["spec"]["containers"] if c["name"] == container)
+                cs = {"name": container, "image": spec_c.get("image", ""), "imageID": "",
+                      "ready": False, "started": False, "restartCount": 0}
+                statuses.append(cs)
+            cs["state"] = {"waiting": {"reason": reason, "message": message}}
+            cs["ready"] = False
+            conds = st.setdefault("conditions", [])
+            set_condition(conds, "Ready", "False", "ContainersNotReady",
+                          f"containers with unready status: [{container}]")
+            set_condition(conds, "ContainersReady", "False", "ContainersNotReady",
+                          f"containers with unready status: [{container}]")
+        self._status(pod, fn)
+
+    # -- the pod lifecycle -----------------------------------------------------------
+    async def _run(self, pod: dict) -> None:
+        node = self._node(pod)
+        node_os = (node.get("metadata", {}).get("labels") or {}).get("kubernetes.io/os",
+                                                                     "linux")
+        self._status(pod, lambda o: o["status"].update(
+            hostIP=next((a["address"] for a in node.get("status", {}).get("addresses", [])
+                         if a["type"] == "InternalIP"), ""),
+            startTime=now_iso()))
+        self._status(pod, lambda o: [set_condition(o["status"].setdefault("conditions", []),
+                                                   t, "True" if t == "PodScheduled" else "False",
+                                                   "ContainersNotReady" if "Ready" in t else "")
+                                     for t in ("PodScheduled", "Initialized", "Ready",
+                                               "ContainersReady")])
+        try:
+            await self._mount_volumes(pod, node_os)
+            await self.cluster.clock.spend(f"pod_sandbox:{node_os}")
+            for container in pod["spec"]["containers"]:
+                await self._pull(pod, container, node_os)
+                self._check_platform(pod, container, node_os)
+            for container in pod["spec"]["containers"]:
+                await self.cluster.clock.spend(f"container_start:{node_os}")
+                if not self._alive(pod):
+                    return
+                self._event(pod, "Normal", "Created", f"Created container {container['name']}")
+                self.cluster.workloads.start_container(pod, container)
+                self._event(pod, "Normal", "Started", f"Started container {container['name']}")
+        except PodFailed:
+            return
+        self._running(pod)
+
+    def _running(self, pod: dict) -> None:
+        ip = f"10.{self.cluster.plan.index * 10}.{secrets.randbelow(200) + 20}." \
+             f"{secrets.randbelow(250) + 2}"
+
+        def fn(o: dict) -> None:
+            st = o["status"]
+            st["phase"] = "Running"
+            st["podIP"] = ip
+            st["podIPs"] = [{"ip": ip}]
+            started = now_iso()
+            st["containerStatuses"] = [{
+                "name": c["name"], "image": c.get("image", ""),
+                "imageID": f"{c.get('image', '').split(':')[0]}@sha256:" + "0" * 64,
+                "containerID": "containerd://" + secrets.token_hex(32),
+                "ready": True, "started": True, "restartCount": 0,
+                "state": {"running": {"startedAt": started}}} for c in o["spec"]["containers"]]
+            for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled"):
+                set_condition(st.setdefault("conditions", []), t, "True")
+        self._status(pod, fn)
+
+    async def _mount_volumes(self, pod: dict, node_os: str) -> None:
+        ns = pod["metadata"]["namespace"]
+        node_name = pod["spec"]["nodeName"]
+        for v in pod["spec"].get("volumes") or []:
+            if "persistentVolumeClaim" in v:
+                await self._mount_claim(pod, v, ns, node_name, node_os)
+            elif "hostPath" in v and node_os == "windows":
+                await self._check_host_path(pod, v, node_name)
+
+    async def _mount_claim(self, pod: dict, v: dict, ns: str, node_name: str,
+                           node_os: str) -> None:
+        claim = v["persistentVolumeClaim"]["claimName"]
+        while True:
+            if not self._alive(pod):
+                raise PodFailed
+            pvc = self.store.peek(PVCS, ns, claim)
+            pv = self.store.peek(PVS, None, (pvc or {}).get("spec", {}).get("volumeName", "")
+                                 or "") if pvc else None
+            if pv is not None:
+                if not ("awsElasticBlockStore" in pv["spec"] or "csi" in pv["spec"]):
+                    break
+                va = self.store.peek(ATTACHMENTS, None, Volumes.attachment_name(pv, node_name))
+                if va and (va.get("status") or {}).get("attached"):
+                    break
+            await asyncio.sleep(0.01)
+        vol_id = (pv["spec"].get("csi") or {}).get("volumeHandle") or \
+            (pv["spec"].get("awsElasticBlockStore") or {}).get("volumeID", "").rsplit("/", 1)[-1]
+        volume = self.cluster.workloads.volumes.get(vol_id) if vol_id else None
+        if volume is not None and node_os == "windows" and not volume.formatted_fs:
+            await self.cluster.clock.spend("ntfs_format")
+            volume.formatted_fs = "NTFS"
+
+    async def _check_host_path(self, pod: dict, v: dict, node_name: str) -> None:
+        path = v["hostPath"]["path"]
+        want = v["hostPath"].get("type", "")
+        model = self.cluster.workloads.nodes.get(node_name)
+        attempt = 0
+        while want == "Directory" and model is not None:
+            fs, rel = model.resolve_host_path(path)
+            if fs is not None and fs.is_dir(rel):
+                return
+            self._event(pod, "Warning", "FailedMount",
+                        f'MountVolume.SetUp failed for volume "{v["name"]}" : hostPath type '
+                        f"check failed: {path} is not a directory")
+            await self._backoff(pod, attempt)
+            attempt += 1
+
+    async def _backoff(self, pod: dict, attempt: int) -> None:
+        delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
+        await self.cluster.clock.spend("backoff", delay)
+        if not self._alive(pod):
+            raise PodFailed
+
+    async def _pull(self, pod: dict, container: dict, node_os: str) -> None:
+        image = container.get("image", "")
+        name = container["name"]
+        cache = self.cluster.workloads.images.setdefault(pod["spec"]["nodeName"], set())
+        policy = container.get("imagePullPolicy", "IfNotPresent")
+        if image in cache and policy != "Always":
+            self._event(pod, "Normal", "Pulled",
+                        f'Container image "{image}" already present on machine')
+            return
+        attempt = 0
+        while True:
+            self._event(pod, "Normal", "Pulling", f'Pulling image "{image}"')
+            error = self._pull_error(image, node_os)
+            kind = ("servercore" if "servercore" in image else
+                    "hostprocess" if "host-process" in image else "other")
+            if error is None:
+                await self.cluster.clock.spend(f"image_pull:{kind}")
+                self.cluster.metrics.image_pulls[image] += 1
+                cache.add(image)
+                took = {"servercore": "4m1.2s", "hostprocess": "3.9s"}.get(kind, "7.8s")
+                self._event(pod, "Normal", "Pulled",
+                            f'Successfully pulled image "{image}" in {took} ({took} including '
+                            f"waiting). Image size: "
+                            f"{ {'servercore': 2763547119, 'hostprocess': 9023312}.get(kind, 52413100)} "
+                            "bytes.")
+                return
+            await self.cluster.clock.spend("image_pull:other")
+            self._event(pod, "Warning", "Failed", f'Failed to pull image "{image}": {error}')
+            self._event(pod, "Warning", "Failed", "Error: ErrImagePull")
+            self._waiting(pod, name, "ErrImagePull", error)
+            await self._backoff(pod, attempt)
+            self._event(pod, "Normal", "BackOff", f'Back-off pulling image "{image}"')
+            self._event(pod, "Warning", "Failed", "Error: ImagePullBackOff")
+            self._waiting(pod, name, "ImagePullBackOff", f'Back-off pulling image "{image}"')
+            await self._backoff(pod, attempt)
+            attempt += 1
+
+    def _pull_error(self, image: str, node_os: str) -> str | None:
+        ref = image if ":" in image.rsplit("/", 1)[-1] else image + ":latest"
+        host = ref.split("/", 1)[0] if "." in ref.split("/", 1)[0] else "docker.io"
+        if "image-pull-fails" in self.cluster.scenarios and image.startswith(SERVERCORE):
+            return (f'rpc error: code = NotFound desc = failed to pull and unpack image '
+                    f'"{ref}": failed to resolve reference "{ref}": {ref}: not found')
+        image_os = _image_os(image)
+        if image_os not in ("any", node_os):
+            return (f'rpc error: code = NotFound desc = failed to pull and unpack image '
+                    f'"{ref}": no match for platform in manifest: not found')
+        _ = host
+        return None
+
+    def _check_platform(self, pod: dict, container: dict, node_os: str) -> None:
+        if node_os != "windows" or is_host_process(pod, container):
+            return
+        model = self.cluster.workloads.nodes.get(pod["spec"]["nodeName"])
+        want = image_build(container.get("image", ""))
+        if model is None or want is None or want == model.build:
+            return
+        msg = ("failed to create containerd task: failed to create shim task: "
+               f"hcs::CreateComputeSystem {container['name']}: The container operating system "
+               "does not match the host operating system.: unknown")
+        self._event(pod, "Warning", "Failed", f"Error: {msg}")
+        self._waiting(pod, container["name"], "CreateContainerError", msg)
+        raise PodFailed
+
+    async def _stop(self, pod: dict) -> None:
+        uid = pod["metadata"]["uid"]
+        running = self.manager.tasks.get(f"kubelet:{uid}")
+        if running is not None and not running.done():
+            running.cancel()
+        for c in pod["spec"]["containers"]:
+            if (pod.get("status") or {}).get("phase") == "Running":
+                self.events.record(pod, "Normal", "Killing", f"Stopping container {c['name']}",
+                                   "kubelet", pod["spec"]["nodeName"])
+        if (pod.get("status") or {}).get("phase") == "Running":
+            await self.cluster.clock.spend("container_stop")
+        self.cluster.workloads.forget_pod(uid)
+        cur = self.store.peek(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
+        if cur is not None and cur["metadata"]["uid"] == uid:
+            if cur["metadata"].get("finalizers"):
+                return  # someone else's finalizer holds it; the API shows it terminating
+            self.store.remove_now(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])

@@ -1,0 +1,158 @@
+"""`winstor sim up`: serve N emulated clusters until told to stop.
+
+The kubeconfig is the readiness signal: it is written (atomically) only after
+every cluster has answered an HTTPS request verified against its CA, so a
+process that waits for the file can use it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import signal
+import ssl
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import ClientSession, TCPConnector, web
+
+from . import scenarios as scenario_mod
+from . import tls, topology
+from .apiserver import ApiServer
+from .cluster import Cluster
+
+log = logging.getLogger("winstor.sim")
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write atomically with owner-only permissions (it holds tokens)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Sim:
+    def __init__(self, clusters: int = 1, scenarios: list[str] | None = None,
+                 flavour: str = "eks", time_scale: float = 0.002, watch_history: int = 5000,
+                 region: str = "us-west-2") -> None:
+        self.n = clusters
+        self.flavour = flavour
+        self.time_scale = time_scale
+        self.watch_history = watch_history
+        self.region = region
+        self.per_cluster: dict[int, set[str]] = {i: set() for i in range(1, clusters + 1)}
+        for spec in scenarios or []:
+            req = scenario_mod.parse(spec, clusters)
+            for i in ([req.cluster] if req.cluster else self.per_cluster):
+                self.per_cluster[i].add(req.name)
+        self.clusters: list[Cluster] = []
+        self.ports: dict[str, int] = {}
+        self.aws: Any = None
+        self.cert = tls.issue()
+        self._runner: web.AppRunner | None = None
+        self._runners: list[web.AppRunner] = []
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.flavour == "eks":
+            from .cloud import SimCloud
+            self.aws = SimCloud(self.region)
+            await loop.run_in_executor(None, self.aws.start)
+        for i in range(1, self.n + 1):
+            plan = topology.plan(i, self.flavour, self.per_cluster[i], self.region)
+            cluster = Cluster(plan, self.per_cluster[i], self.aws, time_scale=self.time_scale,
+                              watch_history=self.watch_history)
+            self.clusters.append(cluster)
+        await asyncio.gather(*(c.start() for c in self.clusters))
+        ctx = self.cert.ssl_context()
+        for cluster in self.clusters:
+            runner = web.AppRunner(ApiServer(cluster).app, access_log=None,
+                                   handle_signals=False, shutdown_timeout=0.5)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
+            await site.start()
+            server = site._server
+            assert server is not None and server.sockets
+            self.ports[cluster.name] = server.sockets[0].getsockname()[1]
+            self._runners.append(runner)
+        await self._check_answering()
+
+    async def _check_answering(self) -> None:
+        ctx = ssl.create_default_context(cadata=self.cert.ca_pem.decode())
+        async with ClientSession(connector=TCPConnector(ssl=ctx)) as session:
+            for cluster in self.clusters:
+                url = f"https://127.0.0.1:{self.ports[cluster.name]}/api/v1/namespaces/default"
+                headers = {"Authorization": f"Bearer {cluster.token}"}
+                async with session.get(url, headers=headers) as resp:
+                    if resp.status != 200:
+                        raise RuntimeError(f"cluster {cluster.name} answered {resp.status}")
+
+    def kubeconfig(self) -> dict:
+        ca = base64.b64encode(self.cert.ca_pem).decode()
+        return {
+            "apiVersion": "v1", "kind": "Config", "preferences": {},
+            "clusters": [{"name": c.name, "cluster": {
+                "server": f"https://127.0.0.1:{self.ports[c.name]}",
+                "certificate-authority-data": ca}} for c in self.clusters],
+            "users": [{"name": f"{c.name}-admin", "user": {"token": c.token}}
+                      for c in self.clusters],
+            "contexts": [{"name": c.name, "context": {"cluster": c.name,
+                                                      "user": f"{c.name}-admin"}}
+                         for c in self.clusters],
+            "current-context": self.clusters[0].name,
+        }
+
+    def write(self, kubeconfig: Path, aws_env: Path | None) -> None:
+        if aws_env is not None and self.aws is not None:
+            self.aws.write_env_file(aws_env)
+        elif aws_env is not None:
+            write_private(aws_env, "# kind flavour: no AWS emulation\n")
+        write_private(kubeconfig, yaml.safe_dump(self.kubeconfig(), sort_keys=False))
+
+    async def stop(self) -> None:
+        for cluster in self.clusters:
+            await cluster.stop()
+        for runner in self._runners:
+            await runner.cleanup()
+        if self.aws is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.aws.stop)
+
+
+async def serve(sim: Sim, kubeconfig: Path, aws_env: Path | None, quiet: bool = False) -> None:
+    started = time.monotonic()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await sim.start()
+        sim.write(kubeconfig, aws_env)
+        if not quiet:
+            took = time.monotonic() - started
+            names = ", ".join(f"{c.name} (Kubernetes {c.kube_version}"
+                              + (f", scenarios: {', '.join(sorted(c.scenarios))}"
+                                 if c.scenarios else "") + ")" for c in sim.clusters)
+            print(f"winstor sim: {len(sim.clusters)} {sim.flavour} cluster(s) ready in "
+                  f"{took:.2f}s: {names}", flush=True)
+            print(f"winstor sim: kubeconfig {kubeconfig}"
+                  + (f", AWS settings {aws_env}" if aws_env else ""), flush=True)
+        await stop.wait()
+    finally:
+        await sim.stop()
+        for path in (kubeconfig, aws_env):
+            if path is not None:
+                path.unlink(missing_ok=True)
+        if not quiet:
+            print("winstor sim: stopped", flush=True)

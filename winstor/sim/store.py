@@ -1,0 +1,285 @@
+"""The object store behind one emulated cluster: etcd plus the watch cache.
+
+Every write gets the next cluster-wide resourceVersion and lands in a bounded
+history, so a watch can resume from any version still in the window and gets
+`410 Expired` for one that was compacted away - the behaviour informers and
+`kubectl get -w` rely on. All access happens on the server's event loop, so
+there is no locking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from .errors import ApiError
+from .kinds import Kind
+from .selectors import Predicate
+
+Listener = Callable[[Kind, str, dict], None]
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Change:
+    rv: int
+    kind: Kind
+    type: str  # ADDED, MODIFIED, DELETED
+    obj: dict
+
+
+@dataclass
+class Watcher:
+    kind: Kind
+    namespace: str | None
+    match: Predicate
+    queue: asyncio.Queue[Change | None]
+
+    def wants(self, change: Change) -> bool:
+        if change.kind is not self.kind:
+            return False
+        if self.namespace and change.obj["metadata"].get("namespace") != self.namespace:
+            return False
+        return self.match(change.obj)
+
+
+def _without_rv(obj: dict) -> dict:
+    meta = {k: v for k, v in obj.get("metadata", {}).items() if k != "resourceVersion"}
+    return {**obj, "metadata": meta}
+
+
+class Store:
+    def __init__(self, history: int = 5000) -> None:
+        self.rv = 1
+        self._objects: dict[str, dict[tuple[str, str], dict]] = {}
+        self._history: deque[Change] = deque(maxlen=history)
+        self._watchers: set[Watcher] = set()
+        self._listeners: list[Listener] = []
+        self.created_by_kind: dict[str, int] = {}
+
+    # -- plumbing --------------------------------------------------------
+    def _bucket(self, kind: Kind) -> dict[tuple[str, str], dict]:
+        return self._objects.setdefault(kind.plural + "." + kind.group, {})
+
+    def add_listener(self, fn: Listener) -> None:
+        self._listeners.append(fn)
+
+    def _emit(self, kind: Kind, type_: str, obj: dict) -> None:
+        change = Change(self.rv, kind, type_, obj)
+        self._history.append(change)
+        for w in list(self._watchers):
+            if w.wants(change):
+                w.queue.put_nowait(change)
+        for fn in self._listeners:
+            fn(kind, type_, obj)
+
+    def _next_rv(self) -> str:
+        self.rv += 1
+        return str(self.rv)
+
+    @staticmethod
+    def _key(kind: Kind, namespace: str | None, name: str) -> tuple[str, str]:
+        return ((namespace or "") if kind.namespaced else "", name)
+
+    # -- reads -----------------------------------------------------------
+    def peek(self, kind: Kind, namespace: str | None, name: str) -> dict | None:
+        """The stored object itself (no copy): for controllers that only read."""
+        return self._bucket(kind).get(self._key(kind, namespace, name))
+
+    def get(self, kind: Kind, namespace: str | None, name: str) -> dict:
+        obj = self.peek(kind, namespace, name)
+        if obj is None:
+            raise ApiError.not_found(kind.plural, name, kind.group)
+        return copy.deepcopy(obj)
+
+    def iter(self, kind: Kind, namespace: str | None = None) -> Iterable[dict]:
+        """Stored objects (no copies), optionally in one namespace."""
+        for (ns, _), obj in list(self._bucket(kind).items()):
+            if namespace and ns != namespace:
+                continue
+            yield obj
+
+    def list(self, kind: Kind, namespace: str | None = None,
+             match: Predicate | None = None) -> tuple[list[dict], str]:
+        items = [copy.deepcopy(o) for o in self.iter(kind, namespace) if not match or match(o)]
+        items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+        return items, str(self.rv)
+
+    # -- writes ----------------------------------------------------------
+    def create(self, kind: Kind, obj: dict) -> dict:
+        meta = obj.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+        name = meta.get("name")
+        if not name:
+            raise ApiError.invalid(kind.kind, "", [{
+                "reason": "FieldValueRequired", "field": "metadata.name",
+                "message": "Required value: name or generateName is required"}], kind.group)
+        key = self._key(kind, meta.get("namespace"), name)
+        bucket = self._bucket(kind)
+        if key in bucket:
+            raise ApiError.already_exists(kind.plural, name, kind.group)
+        if not kind.namespaced:
+            meta.pop("namespace", None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now_iso()
+        meta["resourceVersion"] = self._next_rv()
+        meta.pop("deletionTimestamp", None)
+        if "spec" in obj or kind.kind in ("StorageClass",):
+            meta["generation"] = 1
+        obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
+        bucket[key] = obj
+        self.created_by_kind[kind.kind] = self.created_by_kind.get(kind.kind, 0) + 1
+        self._emit(kind, "ADDED", copy.deepcopy(obj))
+        return copy.deepcopy(obj)
+
+    def replace(self, kind: Kind, obj: dict, *, subresource: str | None = None,
+                check_rv: bool = True) -> dict:
+        """PUT semantics: optimistic concurrency, status/spec split, generation."""
+        meta = obj.get("metadata") or {}
+        name = meta.get("name", "")
+        key = self._key(kind, meta.get("namespace"), name)
+        bucket = self._bucket(kind)
+        cur = bucket.get(key)
+        if cur is None:
+            raise ApiError.not_found(kind.plural, name, kind.group)
+        want_rv = meta.get("resourceVersion")
+        if check_rv and want_rv and want_rv != cur["metadata"]["resourceVersion"]:
+            raise ApiError.conflict(kind.plural, name,
+                                    "the object has been modified; please apply your changes "
+                                    "to the latest version and try again", kind.group)
+        new = copy.deepcopy(obj)
+        if subresource == "status":
+            kept = copy.deepcopy(cur)
+            kept["status"] = new.get("status", {})
+            new = kept
+        elif "status" in cur and kind.kind not in ("Namespace",):
+            # The main resource ignores status writes, as the apiserver does.
+            new["status"] = copy.deepcopy(cur["status"])
+        nmeta = new.setdefault("metadata", {})
+        for immutable in ("uid", "creationTimestamp", "deletionTimestamp",
+                          "deletionGracePeriodSeconds", "generation"):
+            if immutable in cur["metadata"]:
+                nmeta[immutable] = cur["metadata"][immutable]
+            else:
+                nmeta.pop(immutable, None)
+        if not kind.namespaced:
+            nmeta.pop("namespace", None)
+        new["apiVersion"], new["kind"] = kind.api_version, kind.kind
+        if _without_rv(new) == _without_rv(cur):
+            return copy.deepcopy(cur)  # a no-op write does not bump resourceVersion
+        if "generation" in nmeta and new.get("spec") != cur.get("spec"):
+            nmeta["generation"] = cur["metadata"]["generation"] + 1
+        nmeta["resourceVersion"] = self._next_rv()
+        # A terminating object whose last finalizer went away is gone now.
+        if nmeta.get("deletionTimestamp") and not nmeta.get("finalizers"):
+            del bucket[key]
+            self._emit(kind, "DELETED", copy.deepcopy(new))
+            return copy.deepcopy(new)
+        bucket[key] = new
+        self._emit(kind, "MODIFIED", copy.deepcopy(new))
+        return copy.deepcopy(new)
+
+    def mutate(self, kind: Kind, namespace: str | None, name: str,
+               fn: Callable[[dict], None], *, subresource: str | None = None) -> dict:
+        """Read-modify-write by the controllers (never conflicts: single loop)."""
+        obj = self.get(kind, namespace, name)
+        fn(obj)
+        return self.replace(kind, obj, subresource=subresource, check_rv=False)
+
+    def delete(self, kind: Kind, namespace: str | None, name: str, *,
+               uid: str | None = None, rv: str | None = None,
+               graceful: bool = False) -> dict:
+        """Delete or mark terminating.
+
+        Objects with finalizers (or a graceful pod on a node) get
+        `deletionTimestamp` and stay until their finalizers are removed;
+        everything else disappears at once.
+        """
+        key = self._key(kind, namespace, name)
+        bucket = self._bucket(kind)
+        cur = bucket.get(key)
+        if cur is None:
+            raise ApiError.not_found(kind.plural, name, kind.group)
+        if uid and cur["metadata"]["uid"] != uid:
+            raise ApiError.conflict(kind.plural, name,
+                                    f"Precondition failed: UID in precondition: {uid}, "
+                                    f"UID in object meta: {cur['metadata']['uid']}", kind.group)
+        if rv and cur["metadata"]["resourceVersion"] != rv:
+            raise ApiError.conflict(kind.plural, name,
+                                    "Precondition failed: ResourceVersion in precondition: "
+                                    f"{rv}, ResourceVersion in object meta: "
+                                    f"{cur['metadata']['resourceVersion']}", kind.group)
+        if cur["metadata"].get("finalizers") or graceful:
+            if cur["metadata"].get("deletionTimestamp"):
+                return copy.deepcopy(cur)
+            new = copy.deepcopy(cur)
+            new["metadata"]["deletionTimestamp"] = now_iso()
+            new["metadata"]["deletionGracePeriodSeconds"] = 30 if graceful else 0
+            new["metadata"]["resourceVersion"] = self._next_rv()
+            bucket[key] = new
+            self._emit(kind, "MODIFIED", copy.deepcopy(new))
+            return copy.deepcopy(new)
+        del bucket[key]
+        gone = copy.deepcopy(cur)
+        gone["metadata"]["resourceVersion"] = self._next_rv()
+        self._emit(kind, "DELETED", gone)
+        return copy.deepcopy(gone)
+
+    def remove_now(self, kind: Kind, namespace: str | None, name: str) -> None:
+        """Final removal (the kubelet finishing a pod, a finalizer-free object)."""
+        bucket = self._bucket(kind)
+        cur = bucket.pop(self._key(kind, namespace, name), None)
+        if cur is not None:
+            gone = copy.deepcopy(cur)
+            gone["metadata"]["resourceVersion"] = self._next_rv()
+            self._emit(kind, "DELETED", gone)
+
+    # -- watch -----------------------------------------------------------
+    def watch(self, kind: Kind, namespace: str | None, match: Predicate,
+              resource_version: str | None) -> Watcher:
+        """Register a watcher, replaying history after `resource_version`.
+
+        An empty or "0" version starts with synthetic ADDED events for what
+        exists now, as the apiserver does.
+        """
+        w = Watcher(kind, namespace, match, asyncio.Queue())
+        if not resource_version or resource_version == "0":
+            for obj in sorted(self.iter(kind, namespace),
+                              key=lambda o: int(o["metadata"]["resourceVersion"])):
+                if match(obj):
+                    w.queue.put_nowait(Change(int(obj["metadata"]["resourceVersion"]), kind,
+                                              "ADDED", copy.deepcopy(obj)))
+        else:
+            try:
+                since = int(resource_version)
+            except ValueError:
+                raise ApiError.bad_request(
+                    f"invalid resource version: {resource_version!r}") from None
+            oldest = self._history[0].rv if self._history else self.rv + 1
+            if since < oldest - 1 and since < self.rv:
+                raise ApiError.gone(f"too old resource version: {since} ({oldest - 1})")
+            for change in self._history:
+                if change.rv > since and w.wants(change):
+                    w.queue.put_nowait(change)
+        self._watchers.add(w)
+        return w
+
+    def unwatch(self, w: Watcher) -> None:
+        self._watchers.discard(w)
+
+    def drop_watches(self) -> int:
+        """End every open watch (the flaky-api fault): clients must re-watch."""
+        n = len(self._watchers)
+        for w in list(self._watchers):
+            w.queue.put_nowait(None)
+        self._watchers.clear()
+        return n

@@ -1,0 +1,68 @@
+"""What each emulated cluster is made of: versions, node groups, zones.
+
+Cluster 1 is the seed's picture (EKS 1.31, an ltsc2019 node group across two
+zones). Cluster 2 differs the way a fleet's clusters do: a newer Kubernetes
+and a Windows Server 2022 node group beside the ltsc2019 one, so that
+reports have something real to tell apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+WINDOWS_BUILDS = {"2019": "10.0.17763", "2022": "10.0.20348", "2025": "10.0.26100"}
+OS_IMAGES = {"10.0.17763": "Windows Server 2019 Datacenter",
+             "10.0.20348": "Windows Server 2022 Datacenter",
+             "10.0.26100": "Windows Server 2025 Datacenter"}
+KERNEL_REVISION = {"10.0.17763": "6893", "10.0.20348": "3207", "10.0.26100": "2894"}
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    name: str
+    os: str  # "windows" | "linux"
+    windows_build: str | None  # the build the node runs
+    label_build: str | None  # the build its label claims (differs under wrong-windows-build)
+    zone: str
+    instance_type: str
+    nodegroup: str
+    ip: str
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    name: str
+    index: int
+    kube_version: str
+    region: str
+    flavour: str
+    nodes: tuple[NodePlan, ...]
+
+
+def plan(index: int, flavour: str, scenarios: set[str], region: str = "us-west-2") -> ClusterPlan:
+    kube_version = "1.31" if index % 2 == 1 else "1.32"
+    zones = [f"{region}a", f"{region}b"]
+    nodes: list[NodePlan] = []
+    octet = 10 * index
+
+    def add(os_: str, build: str | None, zone: str, itype: str, group: str) -> None:
+        ip = f"10.{octet}.{zones.index(zone) + 1}.{len(nodes) + 11}"
+        name = (f"ip-{ip.replace('.', '-')}.{region}.compute.internal" if flavour == "eks"
+                else f"winstor-{'control-plane' if not nodes else 'worker' + str(len(nodes))}")
+        label = build
+        if build and "wrong-windows-build" in scenarios:
+            build = WINDOWS_BUILDS["2022"]
+        nodes.append(NodePlan(name, os_, build, label, zone, itype, group, ip))
+
+    if flavour == "kind":
+        add("linux", None, zones[0], "kind", "kind")
+        add("linux", None, zones[0], "kind", "kind")
+    else:
+        add("linux", None, zones[0], "m5.large", "linux-ng")
+        if "no-windows-nodes" not in scenarios:
+            add("windows", WINDOWS_BUILDS["2019"], zones[0], "m5.xlarge", "windows-2019-ng")
+            add("windows", WINDOWS_BUILDS["2019"], zones[1], "m5.xlarge", "windows-2019-ng")
+            if index % 2 == 0:
+                add("windows", WINDOWS_BUILDS["2022"], zones[1], "m6i.xlarge",
+                    "windows-2022-ng")
+    return ClusterPlan(f"sim-{index}", index, kube_version, region, flavour, tuple(nodes))

@@ -1,0 +1,205 @@
+"""The node side of the cluster: Windows node models, volumes and containers.
+
+A container is a `ContainerView` over its node's model and its mounts, so a
+file written through one pod is found by the next pod that mounts the same
+volume or share - on any node - because it is the same object, exactly as
+with a real EBS volume or SMB share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import powershell, windows
+from .errors import ApiError
+from .kinds import kind_of
+from .topology import NodePlan
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
+
+PODS = kind_of("v1", "Pod")
+PVCS = kind_of("v1", "PersistentVolumeClaim")
+PVS = kind_of("v1", "PersistentVolume")
+
+# Where the kind stand-in's share directory lives on every node.
+KIND_SHARE_ROOT = "/mnt/winstor-share"
+
+IMAGE_BUILDS = {"ltsc2019": "10.0.17763", "1809": "10.0.17763", "ltsc2022": "10.0.20348",
+                "ltsc2025": "10.0.26100"}
+
+
+def image_build(image: str) -> str | None:
+    """The Windows build a servercore/nanoserver tag targets, or None (multi-OS image)."""
+    tag = image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else "latest"
+    for key, build in IMAGE_BUILDS.items():
+        if key in tag:
+            return build
+    return None
+
+
+def is_host_process(pod: dict, container: dict | None = None) -> bool:
+    spec = pod.get("spec") or {}
+    pod_level = ((spec.get("securityContext") or {}).get("windowsOptions") or {}).get(
+        "hostProcess")
+    if container is not None:
+        c_level = ((container.get("securityContext") or {}).get("windowsOptions") or {}).get(
+            "hostProcess")
+        if c_level is not None:
+            return bool(c_level)
+    return bool(pod_level)
+
+
+@dataclass
+class ExecTarget:
+    pod: dict
+    container: str
+    view: Any  # windows.ContainerView, or None for Linux containers
+
+
+class Workloads:
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.nodes: dict[str, windows.WindowsNode] = {}
+        self.volumes: dict[str, windows.Volume] = {}
+        self.shares: dict[str, windows.SmbShare] = {}
+        self.views: dict[tuple[str, str], Any] = {}  # (pod uid, container) -> view
+        self.images: dict[str, set[str]] = {}  # node -> pulled images
+        self.linux_share = windows.Filesystem()
+
+    # -- node models -------------------------------------------------------------
+    def add_windows_node(self, plan: NodePlan, csi_proxy: str | None) -> None:
+        node = windows.WindowsNode(name=plan.name, build=plan.windows_build or "10.0.17763",
+                                   hostname=plan.name.split(".")[0].upper()[:15])
+        if csi_proxy:
+            node.install_csi_proxy(csi_proxy)
+        self.nodes[plan.name] = node
+
+    def map_share_on_windows_nodes(self, remote_path: str, directory: str) -> None:
+        share = self.shares.get(remote_path)
+        if share is None:
+            share = windows.SmbShare(remote_path=remote_path)
+            share.fs.mkdir(directory, parents=True)
+            self.shares[remote_path] = share
+        for node in self.nodes.values():
+            node.map_smb("G:", share)
+
+    def make_share_dirs(self) -> None:
+        self.linux_share.mkdir("Directory\\app-state", parents=True)
+
+    def volume(self, volume_id: str, size_gib: int) -> windows.Volume:
+        vol = self.volumes.get(volume_id)
+        if vol is None:
+            vol = windows.Volume(volume_id=volume_id, size_gib=size_gib)
+            self.volumes[volume_id] = vol
+        return vol
+
+    # -- containers --------------------------------------------------------------
+    def build_view(self, pod: dict, container: dict) -> Any:
+        """Assemble what a container sees: its layer, its node, its mounts."""
+        node = self.nodes.get(pod["spec"].get("nodeName", ""))
+        if node is None:
+            return None
+        host_process = is_host_process(pod, container)
+        mounts = []
+        volumes = {v["name"]: v for v in pod["spec"].get("volumes", []) or []}
+        for vm in container.get("volumeMounts", []) or []:
+            source = volumes.get(vm["name"])
+            if source is None:
+                continue
+            read_only = bool(vm.get("readOnly"))
+            mount_path = vm["mountPath"].replace("/", "\\")
+            if "persistentVolumeClaim" in source:
+                vol = self.volume_for_claim(pod["metadata"]["namespace"],
+                                            source["persistentVolumeClaim"]["claimName"])
+                if vol is not None:
+                    mounts.append(windows.Mount(mount_path, vol.fs, "", read_only))
+            elif "hostPath" in source:
+                fs, rel = node.resolve_host_path(source["hostPath"]["path"])
+                if fs is not None:
+                    mounts.append(windows.Mount(mount_path, fs, rel, read_only))
+        image = container.get("image", "")
+        return windows.ContainerView(
+            hostname=pod["metadata"]["name"], node=node,
+            build=node.build if host_process else (image_build(image) or node.build),
+            host_process=host_process, mounts=mounts)
+
+    def volume_for_claim(self, namespace: str, claim: str) -> windows.Volume | None:
+        pvc = self.cluster.store.peek(PVCS, namespace, claim)
+        if not pvc or not pvc["spec"].get("volumeName"):
+            return None
+        pv = self.cluster.store.peek(PVS, None, pvc["spec"]["volumeName"])
+        if not pv:
+            return None
+        vid = volume_id_of(pv)
+        return self.volumes.get(vid) if vid else None
+
+    def start_container(self, pod: dict, container: dict) -> None:
+        self.views[(pod["metadata"]["uid"], container["name"])] = self.build_view(pod, container)
+
+    def forget_pod(self, uid: str) -> None:
+        for key in [k for k in self.views if k[0] == uid]:
+            del self.views[key]
+
+    def exec_target(self, namespace: str, name: str, container: str | None) -> ExecTarget:
+        pod = self.cluster.store.peek(PODS, namespace, name)
+        if pod is None:
+            raise ApiError.not_found("pods", name)
+        containers = [c["name"] for c in pod["spec"].get("containers", [])]
+        if container is None:
+            if len(containers) != 1:
+                raise ApiError.bad_request(
+                    f"a container name must be specified for pod {name}, choose one of: "
+                    f"[{' '.join(containers)}]")
+            container = containers[0]
+        if container not in containers:
+            raise ApiError.bad_request(f"container {container} is not valid for pod {name}")
+        if (pod.get("status") or {}).get("phase") != "Running":
+            raise ApiError.bad_request(
+                "unable to upgrade connection: container not found "
+                f'("{container}")')
+        key = (pod["metadata"]["uid"], container)
+        if key not in self.views:
+            raise ApiError.bad_request(
+                f'unable to upgrade connection: container not found ("{container}")')
+        return ExecTarget(pod, container, self.views[key])
+
+    def run_exec(self, target: ExecTarget, argv: list[str]) -> Any:
+        if target.view is None:
+            return powershell.ExecResult(
+                b"", ("OCI runtime exec failed: exec failed: unable to start container "
+                      f'process: exec: "{argv[0]}": executable file not found in $PATH: '
+                      "unknown\r\n").encode(), 126)
+        return powershell.run(argv, target.view)
+
+    def logs(self, namespace: str, name: str, container: str | None) -> str:
+        pod = self.cluster.store.peek(PODS, namespace, name)
+        if pod is None:
+            raise ApiError.not_found("pods", name)
+        return ""
+
+    def bind_from_api(self, namespace: str | None, name: str, body: Any) -> dict:
+        target = ((body or {}).get("target") or {}).get("name")
+        if not target:
+            raise ApiError.bad_request("binding target is required")
+
+        def bind(p: dict) -> None:
+            if p["spec"].get("nodeName"):
+                raise ApiError.conflict("pods", name, f"pod {name} is already assigned to node "
+                                        f"\"{p['spec']['nodeName']}\"")
+            p["spec"]["nodeName"] = target
+        self.cluster.store.mutate(PODS, namespace, name, bind)
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "code": 201}
+
+
+def volume_id_of(pv: dict) -> str | None:
+    spec = pv.get("spec") or {}
+    if "awsElasticBlockStore" in spec:
+        return spec["awsElasticBlockStore"]["volumeID"].rsplit("/", 1)[-1]
+    if "csi" in spec:
+        return spec["csi"].get("volumeHandle")
+    if "local" in spec or "hostPath" in spec:
+        return pv["metadata"]["name"]
+    return None

@@ -1,0 +1,269 @@
+"""Waits that watch, with deadlines, and stop at the first terminal event.
+
+The upstream e2e framework polls every 2 s and sits out the full timeout
+(15 minutes for a Windows pod) even when the kubelet said minutes ago that
+the image does not exist. A winstor wait watches the object and its events;
+it returns when the condition holds, and fails as soon as an event shows
+the outcome is settled (`ProvisioningFailed`, `FailedAttachVolume`,
+`FailedMount`, image pull back-off, an OS mismatch, no fitting node), naming
+that event. Watches resume from the last seen resourceVersion and relist
+after `410 Gone`, so dropped connections cost nothing but a reconnect.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .kube import EVENTS, Api, KubeError, Resource
+
+log = logging.getLogger("winstor.waits")
+
+Condition = Callable[[dict], bool]
+TerminalState = Callable[[dict], "str | None"]
+TerminalEvent = Callable[[dict], "str | None"]
+
+_TRANSIENT_SCHEDULING = ("not-ready", "unschedulable", "Insufficient", "unbound immediate",
+                         "not found", "being deleted", "Too many pods")
+
+
+def describe_event(ev: dict) -> str:
+    inv = ev.get("involvedObject") or {}
+    count = ev.get("count") or 1
+    times = f" (x{count})" if count > 1 else ""
+    return (f"{ev.get('type', '')} {ev.get('reason', '')} on {inv.get('kind', '').lower()}/"
+            f"{inv.get('name', '')}{times}: {ev.get('message', '')}")
+
+
+def default_terminal_event(ev: dict) -> str | None:
+    """The events after which waiting longer cannot change the outcome."""
+    reason, msg = ev.get("reason", ""), ev.get("message", "")
+    if ev.get("type") != "Warning" and reason not in ("BackOff",):
+        return None
+    if reason == "ProvisioningFailed":
+        return "volume provisioning failed"
+    if reason == "FailedAttachVolume" and not msg.startswith("Multi-Attach error"):
+        return "the volume could not be attached"
+    if reason == "FailedMount":
+        return "the volume could not be mounted"
+    if reason == "Failed" and "ImagePullBackOff" in msg:
+        return "the image cannot be pulled (kubelet is backing off)"
+    if reason == "Failed" and "does not match the host operating system" in msg:
+        return "the container image targets another Windows build than the node runs"
+    if reason == "FailedScheduling" and "nodes are available" in msg and not any(
+            t in msg for t in _TRANSIENT_SCHEDULING):
+        return "no node can run the pod"
+    if reason == "FailedCreate" and "forbidden" in msg:
+        return "the pod was rejected by admission"
+    return None
+
+
+class WaitFailed(AssertionError):
+    """A wait ended without its condition: by a terminal event or by the deadline."""
+
+    def __init__(self, message: str, *, event: dict | None = None, elapsed: float = 0.0,
+                 timeout: float = 0.0, obj: dict | None = None,
+                 events: list[dict] | None = None) -> None:
+        super().__init__(message)
+        self.event = event
+        self.elapsed = elapsed
+        self.timeout = timeout
+        self.obj = obj
+        self.events = events or []
+
+
+@dataclass
+class WaitResult:
+    obj: dict
+    elapsed: float
+    events: list[dict] = field(default_factory=list)
+
+
+class _Feed(threading.Thread):
+    """List, then watch from the list's version; re-watch after drops, relist after 410."""
+
+    def __init__(self, api: Api, res: Resource, namespace: str | None,
+                 field_selector: str | None, out: queue.Queue[tuple[str, Any]], tag: str,
+                 label_selector: str | None = None) -> None:
+        super().__init__(daemon=True, name=f"winstor-watch-{tag}")
+        self.api, self.res, self.namespace = api, res, namespace
+        self.field_selector, self.out, self.tag = field_selector, out, tag
+        self.label_selector = label_selector
+        self.stopped = threading.Event()
+        self.stream: Any = None
+        self.reconnects = 0
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.stream is not None:
+            self.stream.close()
+
+    def _relist(self) -> str:
+        listed = self.api.list(self.res, self.namespace, field_selector=self.field_selector,
+                               label_selector=self.label_selector)
+        for item in listed.get("items") or []:
+            self.out.put((self.tag, item))
+        return listed["metadata"]["resourceVersion"]
+
+    def run(self) -> None:
+        try:
+            rv = self._relist()
+            while not self.stopped.is_set():
+                try:
+                    self.stream = self.api.watch(self.res, self.namespace, rv,
+                                                 field_selector=self.field_selector,
+                                                 label_selector=self.label_selector,
+                                                 timeout_seconds=20)
+                except KubeError as err:
+                    if err.status == 410:
+                        rv = self._relist()
+                        continue
+                    raise
+                except ConnectionError:
+                    self.reconnects += 1
+                    time.sleep(0.2)
+                    continue
+                for ev in self.stream:
+                    if self.stopped.is_set():
+                        return
+                    obj = ev.get("object") or {}
+                    if ev.get("type") == "ERROR":
+                        if obj.get("code") == 410:
+                            rv = self._relist()
+                            break
+                        raise KubeError(obj.get("code", 0), obj.get("reason", ""),
+                                        obj.get("message", ""), "WATCH", self.res.plural)
+                    rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+                    if ev.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                        self.out.put((self.tag if ev["type"] != "DELETED"
+                                      else self.tag + ":deleted", obj))
+                else:
+                    self.reconnects += 1
+        except Exception as exc:  # surfaced to the waiting thread, never lost
+            if not self.stopped.is_set():
+                self.out.put(("error", exc))
+
+
+def wait_for(api: Api, res: Resource, name: str | None, namespace: str | None, *,
+             condition: Condition, what: str, timeout: float,
+             label_selector: str | None = None,
+             terminal_state: TerminalState | None = None,
+             terminal_event: TerminalEvent = default_terminal_event,
+             event_objects: tuple[str, ...] = (),
+             on_event: Callable[[dict], None] | None = None,
+             gone_ok: bool = False) -> WaitResult:
+    """Wait until `condition(obj)`; fail fast on a terminal event or state.
+
+    Watches the object `name`, or with `name=None` every object matching
+    `label_selector`. `event_objects` adds name prefixes of other objects
+    whose events also count (a Deployment's wait listens to its ReplicaSet's
+    and pods' events, which carry its name as prefix).
+    """
+    out: queue.Queue[tuple[str, Any]] = queue.Queue()
+    started = time.monotonic()
+    deadline = started + timeout
+    feeds = [_Feed(api, res, namespace, f"metadata.name={name}" if name else None, out, "obj",
+                   label_selector),
+             _Feed(api, EVENTS, namespace or "default", "", out, "event")]
+    for f in feeds:
+        f.start()
+    seen_events: dict[str, dict] = {}
+    latest: dict | None = None
+    prefixes = tuple(p for p in (name, *event_objects) if p)
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                tail = _last_events(seen_events)
+                raise WaitFailed(
+                    f"timed out after {timeout:.0f}s waiting for {what}"
+                    + (f"; last events: {tail}" if tail else "; no events were recorded"),
+                    elapsed=time.monotonic() - started, timeout=timeout, obj=latest,
+                    events=list(seen_events.values()))
+            try:
+                tag, item = out.get(timeout=min(remaining, 0.5))
+            except queue.Empty:
+                continue
+            if tag == "error":
+                raise item
+            if tag == "obj:deleted":
+                if gone_ok:
+                    return WaitResult(item, time.monotonic() - started,
+                                      list(seen_events.values()))
+                if not name:
+                    continue
+                raise WaitFailed(f"{what}: {res.plural[:-1]} {name} was deleted while waiting",
+                                 elapsed=time.monotonic() - started, timeout=timeout,
+                                 obj=item, events=list(seen_events.values()))
+            if tag == "obj":
+                latest = item
+                if condition(item):
+                    return WaitResult(item, time.monotonic() - started,
+                                      list(seen_events.values()))
+                if terminal_state is not None:
+                    why = terminal_state(item)
+                    if why:
+                        raise WaitFailed(f"{what} cannot happen: {why}",
+                                         elapsed=time.monotonic() - started, timeout=timeout,
+                                         obj=item, events=list(seen_events.values()))
+                continue
+            if tag.startswith("event"):
+                inv = item.get("involvedObject") or {}
+                if not str(inv.get("name", "")).startswith(prefixes):
+                    continue
+                seen_events[item["metadata"]["name"]] = item
+                if on_event is not None:
+                    on_event(item)
+                why = terminal_event(item)
+                if why:
+                    raise WaitFailed(
+                        f"{what} cannot happen: {why} — {describe_event(item)}",
+                        event=item, elapsed=time.monotonic() - started, timeout=timeout,
+                        obj=latest, events=list(seen_events.values()))
+    finally:
+        for f in feeds:
+            f.stop()
+
+
+def _last_events(events: dict[str, dict], n: int = 3) -> str:
+    def stamp(ev: dict) -> str:
+        return ev.get("lastTimestamp") or ev.get("eventTime") or ""
+    recent = sorted(events.values(), key=stamp)[-n:]
+    return "; ".join(describe_event(e) for e in recent)
+
+
+def wait_gone(api: Api, res: Resource, name: str, namespace: str | None, *,
+              what: str, timeout: float) -> float:
+    """Wait for an object to disappear; returns the seconds it took."""
+    started = time.monotonic()
+    if api.get_or_none(res, name, namespace) is None:
+        return 0.0
+    wait_for(api, res, name, namespace, condition=lambda o: False, what=what, timeout=timeout,
+             terminal_event=lambda e: None, gone_ok=True)
+    return time.monotonic() - started
+
+
+def pod_terminal_state(pod: dict) -> str | None:
+    """A pod whose containers cannot start, judged from its status alone."""
+    st = pod.get("status") or {}
+    if st.get("phase") in ("Failed", "Succeeded"):
+        return f"pod {pod['metadata']['name']} ended with phase {st['phase']}"
+    for cs in st.get("containerStatuses") or []:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason", "")
+        if reason in ("ImagePullBackOff", "InvalidImageName", "CreateContainerError",
+                      "CreateContainerConfigError", "CrashLoopBackOff"):
+            return (f"container {cs['name']} of pod {pod['metadata']['name']} is waiting: "
+                    f"{reason}: {waiting.get('message', '')}")
+    return None
+
+
+def pod_ready(pod: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
