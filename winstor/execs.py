@@ -51,6 +51,9 @@ def run(api: Api, namespace: str, pod: str, command: list[str], *,
     started = time.monotonic()
     try:
         ws = _open(api, namespace, pod, container, command)
+    except AttributeError:
+        # The client's websocket path fails to report some refusals (no body).
+        raise ExecError(f"exec into pod {namespace}/{pod} was refused by the server") from None
     except ApiException as exc:
         raise ExecError(f"exec into pod {namespace}/{pod} failed: {exc.status} "
                         f"{(exc.body or exc.reason or '').strip()[:300]}") from None

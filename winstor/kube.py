@@ -8,6 +8,7 @@ retried, on transient errors, honouring `Retry-After`; every retry is logged.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -42,11 +43,14 @@ class ConnectError(Exception):
 
 
 def _to_kube_error(exc: ApiException, verb: str, path: str) -> KubeError:
+    raw = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else exc.body
     try:
-        body = json.loads(exc.body or "{}")
+        body = json.loads(raw or "{}")
     except ValueError:
         body = {}
-    message = body.get("message") or (exc.body or exc.reason or "").strip()
+    if not isinstance(body, dict):
+        body = {}
+    message = body.get("message") or (raw or exc.reason or "").strip()
     return KubeError(exc.status or 0, body.get("reason") or exc.reason or "", message, verb, path)
 
 
@@ -160,18 +164,23 @@ class Api:
         elif body is not None:
             headers["Content-Type"] = "application/json"
         params = [(k, v) for k, v in (query or {}).items() if v is not None]
+        self.client.update_params_for_auth(headers, params, ["BearerToken"])
+        url = self.client.configuration.host + path
         try:
-            resp = self.client.call_api(
-                path, method, query_params=params, header_params=headers, body=body,
-                auth_settings=["BearerToken"], _preload_content=False,
-                _return_http_data_only=True, _request_timeout=timeout)
+            # The REST layer directly: ApiClient's wrapper cannot report errors of
+            # streamed responses (it decodes a body that was never read).
+            resp = self.client.rest_client.request(
+                method, url, query_params=params, headers=headers, body=body,
+                _preload_content=not stream, _request_timeout=timeout)
         except ApiException as exc:
             err = _to_kube_error(exc, method, path)
             if exc.status == 429 and exc.headers:
                 err.retry_after = float(exc.headers.get("Retry-After", "1") or 1)  # type: ignore[attr-defined]
+            if exc.status == 0:
+                raise ConnectionError(f"cannot reach {self.server}: {exc.reason}") from None
             raise err from None
-        except urllib3.exceptions.MaxRetryError as exc:
-            raise ConnectionError(f"cannot reach {self.server}: {exc.reason}") from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise ConnectionError(f"cannot reach {self.server}: {exc}") from None
         if stream:
             return resp
         data = resp.data
@@ -282,8 +291,10 @@ class WatchStream:
             self.close()
 
     def close(self) -> None:
-        try:
-            self.resp.release_conn()
+        # Never hand a half-read chunked stream back to the pool: the next request
+        # on that connection would read the rest of the watch as its status line.
+        with contextlib.suppress(Exception):  # closing twice, or mid-read
+            shutdown = getattr(self.resp, "shutdown", None)
+            if shutdown is not None:
+                shutdown()
             self.resp.close()
-        except Exception:  # closing twice, or from another thread mid-read
-            pass

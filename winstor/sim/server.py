@@ -78,8 +78,11 @@ class Sim:
         await asyncio.gather(*(c.start() for c in self.clusters))
         ctx = self.cert.ssl_context()
         for cluster in self.clusters:
+            # Go's HTTP server allows 1 MiB of request line and headers; probe
+            # commands travel in the exec URL and are several KiB long.
             runner = web.AppRunner(ApiServer(cluster).app, access_log=None,
-                                   handle_signals=False, shutdown_timeout=0.5)
+                                   handle_signals=False, shutdown_timeout=0.5,
+                                   max_line_size=1 << 20, max_field_size=1 << 16)
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
             await site.start()

@@ -36,7 +36,7 @@ class Change:
     obj: dict
 
 
-@dataclass
+@dataclass(eq=False)
 class Watcher:
     kind: Kind
     namespace: str | None

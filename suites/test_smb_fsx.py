@@ -1,0 +1,171 @@
+"""FSx for Windows through SMB Global Mapping: the node's mapping, hostPath access
+from pods, one share seen by two pods, and the file system behind it."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from winstor import awsfacts
+from winstor.checkkit import fail, probe
+from winstor.kube import NAMESPACES, PODS, KubeError
+from winstor.outcome import Deferred
+from winstor.target import Cluster
+
+pytestmark = [pytest.mark.smb]
+
+SHARE_IN_POD = "C:\\dotnetapp\\app-state"
+
+
+def _drive(host_path: str) -> str:
+    return host_path[:2].upper()
+
+
+def _server(remote_path: str) -> str:
+    return remote_path.lstrip("\\").split("\\", 1)[0].lower()
+
+
+@pytest.mark.winstor_check("SMB-MAP-01", "Each Windows node holds an OK SMB Global Mapping of "
+                           "the share")
+def test_global_mapping_ok(cluster: Cluster, windows_nodes: list[dict],
+                           node_probes: dict[str, Deferred[dict]], host_namespace: str,
+                           evidence: dict) -> None:
+    drive = _drive(cluster.target.host_path)
+    share = cluster.target.fsx_share
+    problems = []
+    for node in windows_nodes:
+        name = node["metadata"]["name"]
+        pod = node_probes[name].require()
+        data = probe(cluster, host_namespace, pod["metadata"]["name"], "smb-mappings",
+                     evidence=evidence)
+        mapping = next((m for m in data.get("mappings") or []
+                        if str(m.get("local_path", "")).upper().rstrip("\\") == drive), None)
+        cluster.facts.setdefault("smb_mappings", {})[name] = mapping
+        if mapping is None:
+            problems.append(f"node {name} has no SMB Global Mapping for {drive} "
+                            f"(mappings: {[m.get('local_path') for m in data.get('mappings')]})")
+        elif mapping.get("status") != 0:
+            problems.append(f"the {drive} mapping on node {name} to {mapping.get('remote_path')}"
+                            f" is {mapping.get('status_name')} (status {mapping.get('status')})")
+        elif share and mapping.get("remote_path", "").lower() != share.lower():
+            problems.append(f"node {name} maps {drive} to {mapping.get('remote_path')}, not "
+                            f"the configured share {share}")
+    if problems:
+        fail("; ".join(problems))
+
+
+@pytest.mark.winstor_check("SMB-POD-01", "test-fsx mounts the share by hostPath and can write "
+                           "and read it")
+def test_pod_writes_share(cluster: Cluster, fsx_pod: Deferred[dict], host_namespace: str,
+                          evidence: dict) -> None:
+    pod = fsx_pod.require()
+    name = f"winstor-{cluster.run_id}-{secrets.token_hex(4)}.txt"
+    content = f"written by {pod['metadata']['name']} on {pod['spec']['nodeName']}"
+    path = f"{SHARE_IN_POD}\\{name}"
+    data = probe(cluster, host_namespace, pod["metadata"]["name"], "write-file",
+                 {"path": path, "content": content}, evidence=evidence)
+    cluster.facts["share_file"] = {"path": path, "content": content, "sha256": data["sha256"],
+                                   "writer_node": pod["spec"]["nodeName"]}
+    if data.get("read_back_sha256") != data.get("sha256"):
+        fail(f"pod {pod['metadata']['name']} read back different bytes from {path} "
+             f"(sha256 {data.get('read_back_sha256')} != {data.get('sha256')})")
+
+
+@pytest.mark.winstor_check("SMB-SHARED-01", "A second pod sees the file through the same share")
+def test_second_pod_sees_file(cluster: Cluster, fsx_pod: Deferred[dict],
+                              fsx_reader_pod: Deferred[dict], host_namespace: str,
+                              evidence: dict) -> None:
+    fsx_pod.require()
+    written = cluster.facts.get("share_file")
+    if written is None:
+        fail("SMB-POD-01 wrote no file to look for (it failed or was deselected)")
+    reader = fsx_reader_pod.require()
+    data = probe(cluster, host_namespace, reader["metadata"]["name"], "read-file",
+                 {"path": written["path"]}, evidence=evidence)
+    evidence.update(writer_node=written["writer_node"], reader_node=reader["spec"]["nodeName"])
+    if not data.get("exists"):
+        fail(f"pod {reader['metadata']['name']} on {reader['spec']['nodeName']} does not see "
+             f"{written['path']}, written from {written['writer_node']}")
+    if data.get("sha256") != written["sha256"]:
+        fail(f"pod {reader['metadata']['name']} reads {written['path']} with sha256 "
+             f"{data.get('sha256')}, written as {written['sha256']}")
+
+
+@pytest.mark.fsx
+@pytest.mark.aws
+@pytest.mark.winstor_check("FSX-AWS-01", "The share is served by an FSx for Windows file system")
+def test_fsx_behind_share(cluster: Cluster, windows_nodes: list[dict],
+                          node_probes: dict[str, Deferred[dict]], host_namespace: str,
+                          evidence: dict) -> None:
+    session = cluster.aws_session()
+    if session is None:
+        pytest.skip(f"{cluster.name}: no AWS configuration to look up FSx file systems")
+    mappings = cluster.facts.get("smb_mappings")
+    if mappings is None:
+        mappings = {}
+        for node in windows_nodes:
+            pod = node_probes[node["metadata"]["name"]].require()
+            data = probe(cluster, host_namespace, pod["metadata"]["name"], "smb-mappings",
+                         evidence=evidence)
+            drive = _drive(cluster.target.host_path)
+            mappings[node["metadata"]["name"]] = next(
+                (m for m in data.get("mappings") or []
+                 if str(m.get("local_path", "")).upper().rstrip("\\") == drive), None)
+    servers = {_server(m["remote_path"]) for m in mappings.values() if m}
+    if cluster.target.fsx_share:
+        servers.add(_server(cluster.target.fsx_share))
+    if not servers:
+        fail(f"no node maps {cluster.target.host_path[:2]} and no share is configured: "
+             "nothing names the FSx file system to look for")
+    systems = awsfacts.fsx_windows_file_systems(session)
+    evidence["file_systems"] = [{"id": f.file_system_id, "type": f.type, "dns": f.dns_name,
+                                 "lifecycle": f.lifecycle} for f in systems]
+    evidence["mapped_servers"] = sorted(servers)
+    by_dns = {f.dns_name.lower(): f for f in systems if f.dns_name}
+    problems = []
+    for server in sorted(servers):
+        fs = by_dns.get(server)
+        if fs is None:
+            problems.append(f"no FSx file system has DNS name {server}")
+        elif fs.type != "WINDOWS":
+            problems.append(f"FSx {fs.file_system_id} ({server}) is {fs.type}, not WINDOWS")
+        elif fs.lifecycle not in (None, "AVAILABLE", "UPDATING"):
+            problems.append(f"FSx {fs.file_system_id} ({server}) is {fs.lifecycle}")
+        else:
+            cluster.facts["fsx"] = {"id": fs.file_system_id, "dns": fs.dns_name,
+                                    "lifecycle": fs.lifecycle}
+    if problems:
+        fail("; ".join(problems))
+
+
+@pytest.mark.winstor_check("SMB-PSA-01", "hostPath pods need a privileged namespace; the "
+                           "exposure is reported")
+def test_hostpath_pod_security(cluster: Cluster, namespace: str, host_namespace: str,
+                               evidence: dict) -> None:
+    levels = {}
+    for ns in (namespace, host_namespace):
+        labels = cluster.api.get(NAMESPACES, ns)["metadata"].get("labels") or {}
+        levels[ns] = labels.get("pod-security.kubernetes.io/enforce", "(none)")
+    evidence["pod_security"] = levels
+    evidence["host_path"] = cluster.target.host_path
+    cluster.facts["hostpath_exposure"] = {"namespace": host_namespace,
+                                          "level": levels[host_namespace],
+                                          "host_path": cluster.target.host_path}
+    probe_pod = {"apiVersion": "v1", "kind": "Pod",
+                 "metadata": {"name": "winstor-psa-dry-run", "namespace": namespace,
+                              "labels": cluster.labels()},
+                 "spec": {"containers": [{"name": "c", "image": cluster.target.image()}],
+                          "volumes": [{"name": "share", "hostPath": {
+                              "path": cluster.target.host_path, "type": "Directory"}}]}}
+    try:
+        cluster.api.raw("POST", PODS.path(namespace), query={"dryRun": "All"}, body=probe_pod)
+    except KubeError as err:
+        if err.status == 403 and "hostPath" in err.message:
+            evidence["baseline_refusal"] = err.message
+            return
+        fail(f"a dry-run hostPath pod in {namespace} (enforce={levels[namespace]}) failed "
+             f"unexpectedly: {err}")
+    fail(f"namespace {namespace} enforces Pod Security {levels[namespace]!r}, yet a hostPath "
+         f"pod was admitted: hostPath {cluster.target.host_path} would be exposed to any pod "
+         "(is Pod Security admission enabled?)")

@@ -1,0 +1,41 @@
+"""What checks use to look at a cluster: probes that fail as check failures.
+
+A probe that cannot run (exec refused, garbage instead of one JSON line, the
+probe's own error) is a failed check with one line naming the probe, the pod
+and what came back - never a traceback into winstor's internals.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+import pytest
+
+from . import execs, probes
+from .target import Cluster
+
+
+def fail(message: str) -> NoReturn:
+    pytest.fail(message, pytrace=False)
+
+
+def probe(cluster: Cluster, namespace: str, pod: str, name: str,
+          params: dict[str, Any] | None = None, *, evidence: dict | None = None) -> dict:
+    """Run probe `name` in `pod`; return its `data` or fail the check."""
+    shell = "pwsh" if cluster.profile == "kind" else "powershell.exe"
+    try:
+        result = execs.run_probe(cluster.api, namespace, pod, name, params, shell=shell,
+                                 timeout=cluster.timeouts.exec)
+    except probes.ProbeFailed as err:
+        _record(evidence, name, pod, {"ok": False, "error": err.error})
+        fail(f"probe {name} in pod {namespace}/{pod} reported: {err.error}")
+    except (probes.ProbeError, execs.ExecError) as err:
+        _record(evidence, name, pod, {"ok": False, "error": str(err)[:2000]})
+        fail(f"probe {name} in pod {namespace}/{pod}: {err}")
+    _record(evidence, name, pod, {"ok": True, "data": result.data})
+    return result.data or {}
+
+
+def _record(evidence: dict | None, name: str, pod: str, value: dict) -> None:
+    if evidence is not None:
+        evidence.setdefault("probes", []).append({"probe": name, "pod": pod, **value})
