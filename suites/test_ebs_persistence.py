@@ -106,7 +106,8 @@ def test_data_survives_pod_replacement(cluster: Cluster, seed_workload: Deferred
         try:
             provision.delete_pod(cluster, w.namespace, old["metadata"]["name"])
             new = provision.deployment_pod(cluster, w.namespace, w.deployment,
-                                           not_uid=old["metadata"]["uid"])
+                                           not_uid=old["metadata"]["uid"],
+                                           claims=(w.claim["metadata"]["name"],))
         except WaitFailed as err:
             fail(f"the replacement pod of deployment {w.namespace}/"
                  f"{w.deployment['metadata']['name']} did not start: {err}")

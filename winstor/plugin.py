@@ -55,6 +55,9 @@ def pytest_configure(config: pytest.Config) -> None:
     state = RunState(settings)
     if workerinput:
         state.adopt_worker_input(workerinput)
+        if workerinput.get("winstor_loadgroup"):
+            # Workers re-parse the original arguments and would not group by cluster.
+            config.option.loadgroup = True
         if not state.sim_kubeconfig and settings.use_sim and not state.launch_error:
             state.launch_error = "the controller did not start the embedded cluster"
     config.stash[STATE] = state
@@ -81,6 +84,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     node.workerinput.update(node.config.stash[STATE].worker_input())
+    node.workerinput["winstor_loadgroup"] = node.config.getvalue("dist") == "loadgroup"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -111,6 +115,7 @@ def cluster_of(item: pytest.Item) -> str | None:
     return callspec.params.get("cluster")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist turns xdist_group marks into node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     order = {t.name: i for i, t in enumerate(config.stash[STATE].settings.targets)}
     for item in items:

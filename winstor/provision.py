@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import manifests
-from .kube import DEPLOYMENTS, NAMESPACES, PODS, PVCS, PVS, STORAGECLASSES, KubeError
+from .kube import CSIDRIVERS, DEPLOYMENTS, NAMESPACES, PODS, PVCS, PVS, STORAGECLASSES, KubeError
 from .target import RUN_LABEL, Cluster
-from .waits import WaitFailed, pod_ready, pod_terminal_state, wait_for, wait_gone
+from .waits import (WaitFailed, default_terminal_event, pod_ready, pod_terminal_state, wait_for,
+                    wait_gone)
 
 log = logging.getLogger("winstor.provision")
 
@@ -170,26 +172,32 @@ def create_claim(cluster: Cluster, namespace: str) -> ClaimState:
     return ClaimState(name, namespace, (now.get("status") or {}).get("phase", ""), event, now)
 
 
-def wait_claim_bound(cluster: Cluster, claim: ClaimState) -> dict:
-    from .kube import CSIDRIVERS
+def claim_terminal_event(cluster: Cluster) -> Callable[[dict], str | None]:
+    """Terminal events for waits that depend on a claim being provisioned.
 
+    `ExternalProvisioning` alone is only "waiting"; it becomes final when the
+    provisioner it waits for has no CSIDriver object at all.
+    """
     def terminal(ev: dict) -> str | None:
-        from .waits import default_terminal_event
         why = default_terminal_event(ev)
         if why:
             return why
         if ev.get("reason") == "ExternalProvisioning":
-            driver = ([*ev.get("message", "").split("'"), "", ""])[1]
+            driver = [*ev.get("message", "").split("'"), "", ""][1]
             if driver and cluster.api.get_or_none(CSIDRIVERS, driver) is None:
                 return (f"the claim waits for external provisioner {driver!r}, which is not "
                         f"installed (no CSIDriver {driver})")
         return None
+    return terminal
+
+
+def wait_claim_bound(cluster: Cluster, claim: ClaimState) -> dict:
     with cluster.phase("volume provision", claim.name):
         return wait_for(cluster.api, PVCS, claim.name, claim.namespace,
                         condition=lambda o: (o.get("status") or {}).get("phase") == "Bound",
                         what=f"claim {claim.namespace}/{claim.name} to be Bound",
                         timeout=cluster.timeouts.claim_provision,
-                        terminal_event=terminal).obj
+                        terminal_event=claim_terminal_event(cluster)).obj
 
 
 # -- pods and the Deployment ---------------------------------------------------------------
@@ -213,7 +221,7 @@ def create_deployment(cluster: Cluster, namespace: str) -> dict:
 
 
 def deployment_pod(cluster: Cluster, namespace: str, deployment: dict,
-                   not_uid: str | None = None) -> dict:
+                   not_uid: str | None = None, claims: tuple[str, ...] = ()) -> dict:
     """Wait for a Ready pod of the Deployment (other than `not_uid`) and return it."""
     app = deployment["spec"]["selector"]["matchLabels"]["app"]
     prefix = deployment["metadata"]["name"]
@@ -229,7 +237,8 @@ def deployment_pod(cluster: Cluster, namespace: str, deployment: dict,
                     label_selector=f"app={app},{RUN_LABEL}={cluster.run_id}",
                     what=f"a Ready pod of deployment {namespace}/{prefix}",
                     timeout=cluster.timeouts.pod_start_windows, terminal_state=terminal,
-                    event_objects=(prefix,)).obj
+                    terminal_event=claim_terminal_event(cluster),
+                    event_objects=(prefix, *claims)).obj
 
 
 def delete_pod(cluster: Cluster, namespace: str, name: str) -> float:

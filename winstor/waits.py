@@ -106,8 +106,12 @@ class _Feed(threading.Thread):
     def _relist(self) -> str:
         listed = self.api.list(self.res, self.namespace, field_selector=self.field_selector,
                                label_selector=self.label_selector)
-        for item in listed.get("items") or []:
+        items = listed.get("items") or []
+        for item in items:
             self.out.put((self.tag, item))
+        # Say what the list held, so a wait for deletion that starts after the
+        # object went away does not sit out its deadline.
+        self.out.put((self.tag + ":synced", len(items)))
         return listed["metadata"]["resourceVersion"]
 
     def run(self) -> None:
@@ -191,6 +195,11 @@ def wait_for(api: Api, res: Resource, name: str | None, namespace: str | None, *
                 continue
             if tag == "error":
                 raise item
+            if tag.endswith(":synced"):
+                if tag == "obj:synced" and item == 0 and gone_ok and name:
+                    return WaitResult({}, time.monotonic() - started,
+                                      list(seen_events.values()))
+                continue
             if tag == "obj:deleted":
                 if gone_ok:
                     return WaitResult(item, time.monotonic() - started,

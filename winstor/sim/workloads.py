@@ -116,9 +116,11 @@ class Workloads:
                 if vol is not None:
                     mounts.append(windows.Mount(mount_path, vol.fs, "", read_only))
             elif "hostPath" in source:
-                fs, rel = node.resolve_host_path(source["hostPath"]["path"])
-                if fs is not None:
-                    mounts.append(windows.Mount(mount_path, fs, rel, read_only))
+                try:
+                    fs, rel = node.resolve_host_path(source["hostPath"]["path"])
+                except windows.WinError:
+                    continue  # the kubelet refused to start such a pod already
+                mounts.append(windows.Mount(mount_path, fs, rel, read_only))
         image = container.get("image", "")
         return windows.ContainerView(
             hostname=pod["metadata"]["name"], node=node,

@@ -13,6 +13,7 @@ import secrets
 from typing import Any
 
 from ..store import now_iso
+from ..windows import WinError
 from ..workloads import image_build, is_host_process
 from .base import ATTACHMENTS, NODES, PODS, PVCS, PVS, Controller, set_condition, terminating
 from .volumes import Volumes
@@ -174,9 +175,12 @@ class Kubelet(Controller):
         model = self.cluster.workloads.nodes.get(node_name)
         attempt = 0
         while want == "Directory" and model is not None:
-            fs, rel = model.resolve_host_path(path)
-            if fs is not None and fs.is_dir(rel):
-                return
+            try:
+                fs, rel = model.resolve_host_path(path)
+                if fs.is_dir(rel):
+                    return
+            except WinError:
+                pass  # no such drive, or a mapping that cannot reconnect
             self._event(pod, "Warning", "FailedMount",
                         f'MountVolume.SetUp failed for volume "{v["name"]}" : hostPath type '
                         f"check failed: {path} is not a directory")
