@@ -46,6 +46,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {text}")
     config.addinivalue_line("markers", "winstor_check(id, title): a winstor conformance check "
                                        "with a stable id")
+    _check_separate_path_values(config)
     workerinput = getattr(config, "workerinput", None)
     run_id = workerinput.get("winstor_run_id") if workerinput else None
     try:
@@ -67,6 +68,24 @@ def pytest_configure(config: pytest.Config) -> None:
             config.option, "dist", "no") in ("no", "load"):
         # A cluster's checks share expensive objects: keep them on one worker.
         config.option.dist = "loadgroup"
+
+
+PATH_OPTIONS = ("--kubeconfig", "--clusters", "--timeouts")
+
+
+def _check_separate_path_values(config: pytest.Config) -> None:
+    """pytest picks its rootdir before plugins' options are known, so in
+    `--kubeconfig /elsewhere/file` it takes the path for a test path, loses
+    the project's configuration and collects the wrong tests. Refuse that
+    clearly instead of running something else."""
+    if config.inipath is not None:
+        return
+    args = [str(a) for a in config.invocation_params.args]
+    for i, arg in enumerate(args[:-1]):
+        if arg in PATH_OPTIONS:
+            raise pytest.UsageError(
+                f"winstor: write {arg}={args[i + 1]} (with '='): given as two words, pytest "
+                "takes the path for a test path and loses the project's configuration")
 
 
 def _xdist_controller(config: pytest.Config) -> bool:

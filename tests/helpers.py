@@ -1,0 +1,62 @@
+"""Self-test helpers: pytest runs of the suites, read back from their JUnit XML.
+
+Self-tests drive the product the way users do - a `winstor sim up` process
+and `pytest` runs in subprocesses - and then inspect the clusters and moto
+with clients no check uses, so a defect in winstor's own client cannot hide
+itself.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class RunResult:
+    code: int
+    output: str
+    outcomes: dict[str, str] = field(default_factory=dict)  # "sim-1:CHECK" -> outcome
+    messages: dict[str, str] = field(default_factory=dict)
+    times: dict[str, float] = field(default_factory=dict)
+
+
+def parse_junit(path: Path) -> tuple[dict[str, str], dict[str, str], dict[str, float]]:
+    outcomes, messages, times = {}, {}, {}
+    if not path.exists():
+        return outcomes, messages, times
+    for case in ET.parse(path).getroot().iter("testcase"):
+        name = case.get("name", "")
+        if "[" not in name:
+            continue
+        key = name[name.index("[") + 1:-1]
+        outcome = "passed"
+        for child in case:
+            if child.tag in ("failure", "error"):
+                outcome = "failed"
+                messages[key] = (child.get("message") or "") + "\n" + (child.text or "")
+            elif child.tag == "skipped":
+                outcome = "skipped"
+                messages[key] = child.get("message") or ""
+        outcomes[key] = outcome
+        times[key] = float(case.get("time") or 0)
+    return outcomes, messages, times
+
+
+def run_suite(args: list[str], tmp_path: Path, env: dict[str, str] | None = None,
+              timeout: float = 600) -> RunResult:
+    junit = tmp_path / f"junit-{len(list(tmp_path.glob('junit-*')))}.xml"
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", f"--junitxml={junit}",
+           "-o", "junit_family=xunit2", *args]
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env=full_env)
+    outcomes, messages, times = parse_junit(junit)
+    return RunResult(proc.returncode, proc.stdout + proc.stderr, outcomes, messages, times)

@@ -1,0 +1,104 @@
+"""Every check fails, with its cause, on the scenario that breaks it - and only there.
+
+Each scenario runs the whole catalog against a freshly broken cluster; the
+table says which checks must fail and a phrase each failure message must
+carry. Afterwards nothing the run created may be left behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from inspect_cluster import leftovers
+from helpers import run_suite
+
+ALL = {"NODES-READY-01", "NODES-BUILD-01", "NODES-AMI-01", "SC-DEFAULT-01", "SC-WINDOWS-01",
+       "SC-MIGRATION-01", "EBS-CLAIM-01", "EBS-BIND-01", "EBS-MOUNT-01", "EBS-PERSIST-01",
+       "EBS-VOLUME-01", "EBS-CLEANUP-01", "SMB-MAP-01", "SMB-POD-01", "SMB-SHARED-01",
+       "FSX-AWS-01", "SMB-PSA-01", "CSIPROXY-PIPES-01", "CSIPROXY-SVC-01", "CSIPROXY-VER-01"}
+EBS_WORKLOAD = {"EBS-BIND-01", "EBS-MOUNT-01", "EBS-PERSIST-01", "EBS-VOLUME-01",
+                "EBS-CLEANUP-01"}
+
+# scenario -> {check: phrase its failure message must contain}
+EXPECTED: dict[str, dict[str, str]] = {
+    "no-csi-proxy": {
+        "CSIPROXY-PIPES-01": "csi-proxy-filesystem-v1",
+        "CSIPROXY-SVC-01": "has no csiproxy service",
+        "CSIPROXY-VER-01": "no csiproxy service",
+        "SC-MIGRATION-01": "node plugin is not registered",
+        **dict.fromkeys(EBS_WORKLOAD, "does not contain driver ebs.csi.aws.com"),
+    },
+    "smb-mapping-missing": {
+        "SMB-MAP-01": "has no SMB Global Mapping for G:",
+        "SMB-POD-01": "is not a directory",
+        "SMB-SHARED-01": "is not a directory",
+        "FSX-AWS-01": "nothing names the FSx file system",
+    },
+    "image-pull-fails": {
+        **dict.fromkeys(EBS_WORKLOAD, "ImagePullBackOff"),
+        "SMB-POD-01": "ImagePullBackOff",
+        "SMB-SHARED-01": "ImagePullBackOff",
+    },
+    "ebs-attach-fails": dict.fromkeys(EBS_WORKLOAD, "FailedAttachVolume"),
+    "wrong-windows-build": {
+        "NODES-BUILD-01": "but runs Windows build 10.0.20348",
+        "NODES-AMI-01": "Windows Server 2022 AMI",
+        **dict.fromkeys(EBS_WORKLOAD, "does not match the host operating system"),
+        "SMB-POD-01": "does not match the host operating system",
+        "SMB-SHARED-01": "does not match the host operating system",
+    },
+    "intree-without-csi-driver": {
+        "SC-MIGRATION-01": "no CSIDriver ebs.csi.aws.com is installed",
+        **dict.fromkeys(EBS_WORKLOAD, "not installed (no CSIDriver ebs.csi.aws.com)"),
+    },
+}
+
+WINDOWS_CHECKS = ALL - {"SC-DEFAULT-01", "SC-WINDOWS-01", "EBS-CLAIM-01", "SMB-PSA-01"}
+
+
+@pytest.mark.parametrize("scenario", sorted(EXPECTED))
+def test_scenario_fails_exactly_what_it_breaks(scenario: str, sim_factory, tmp_path: Path) -> None:
+    sim = sim_factory(1, [scenario])
+    result = run_suite([f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1",
+                        "--timeouts", "sim"], tmp_path, env=sim.aws_env)
+    outcomes = {k.split(":", 1)[1]: v for k, v in result.outcomes.items()}
+    messages = {k.split(":", 1)[1]: v for k, v in result.messages.items()}
+    assert set(outcomes) == ALL, result.output[-3000:]
+    expected = EXPECTED[scenario]
+    failed = {c for c, o in outcomes.items() if o == "failed"}
+    assert failed == set(expected), (
+        f"unexpected failures: {sorted(failed - set(expected))}; "
+        f"missing failures: {sorted(set(expected) - failed)}\n{result.output[-4000:]}")
+    for check, phrase in expected.items():
+        assert phrase in messages[check], f"{check}: {messages[check][:1500]}"
+        assert "Traceback" not in messages[check]
+    assert all(o == "passed" for c, o in outcomes.items() if c not in expected)
+    assert result.code == 1
+    assert leftovers(sim) == []
+
+
+def test_no_windows_nodes_skips_windows_checks(sim_factory, tmp_path: Path) -> None:
+    sim = sim_factory(1, ["no-windows-nodes"])
+    result = run_suite([f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1"], tmp_path,
+                       env=sim.aws_env)
+    outcomes = {k.split(":", 1)[1]: v for k, v in result.outcomes.items()}
+    messages = {k.split(":", 1)[1]: v for k, v in result.messages.items()}
+    assert {c for c, o in outcomes.items() if o == "skipped"} == WINDOWS_CHECKS
+    assert all("has no Windows nodes" in messages[c] for c in WINDOWS_CHECKS)
+    assert {c for c, o in outcomes.items() if o == "passed"} == ALL - WINDOWS_CHECKS
+    assert result.code == 0
+    assert leftovers(sim) == []
+
+
+@pytest.mark.parametrize("scenario", ["image-pull-fails", "ebs-attach-fails"])
+def test_terminal_events_end_waits_early(scenario: str, sim_factory, tmp_path: Path) -> None:
+    """The failing wait stops at the kubelet's or attacher's verdict, not at the
+    timeout (90 s for a Windows pod on the sim profile)."""
+    sim = sim_factory(1, [scenario])
+    result = run_suite([f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1",
+                        "--timeouts", "sim", "-k", "EBS-BIND-01"], tmp_path, env=sim.aws_env)
+    message = result.messages["sim-1:EBS-BIND-01"]
+    assert "cannot happen" in message, message
+    assert result.times["sim-1:EBS-BIND-01"] < 0.2 * 90, result.times

@@ -1,0 +1,158 @@
+"""The embedded cluster speaks Kubernetes to the official Python client over HTTPS:
+CRUD with Status errors, list/watch from a resourceVersion (410 when compacted,
+bookmarks), and websocket exec with exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from kubernetes import client, watch
+from kubernetes.client.rest import ApiException
+from kubernetes.stream import stream
+
+from inspect_cluster import api_client, core
+
+
+def test_crud_and_status_errors(shared_sim) -> None:
+    v1 = core(shared_sim)
+    body = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="crud", namespace="default"),
+                              data={"a": "1"})
+    created = v1.create_namespaced_config_map("default", body)
+    assert created.metadata.uid and created.metadata.resource_version
+    with pytest.raises(ApiException) as exc:
+        v1.create_namespaced_config_map("default", body)
+    assert exc.value.status == 409
+    assert json.loads(exc.value.body)["reason"] == "AlreadyExists"
+    got = v1.read_namespaced_config_map("crud", "default")
+    got.data["b"] = "2"
+    replaced = v1.replace_namespaced_config_map("crud", "default", got)
+    assert int(replaced.metadata.resource_version) > int(created.metadata.resource_version)
+    stale = got
+    stale.metadata.resource_version = created.metadata.resource_version
+    with pytest.raises(ApiException) as exc:
+        v1.replace_namespaced_config_map("crud", "default", stale)
+    assert exc.value.status == 409 and "has been modified" in exc.value.body
+    patched = v1.patch_namespaced_config_map("crud", "default", {"data": {"c": "3"}})
+    assert patched.data == {"a": "1", "b": "2", "c": "3"}
+    v1.delete_namespaced_config_map("crud", "default")
+    with pytest.raises(ApiException) as exc:
+        v1.read_namespaced_config_map("crud", "default")
+    assert exc.value.status == 404
+    assert json.loads(exc.value.body)["message"] == 'configmaps "crud" not found'
+
+
+def test_strict_field_validation(shared_sim) -> None:
+    ac = api_client(shared_sim)
+    body = {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "strict", "namespace": "default"}, "data": {}, "bogus": 1}
+    with pytest.raises(ApiException) as exc:
+        ac.call_api("/api/v1/namespaces/default/configmaps", "POST",
+                    query_params=[("fieldValidation", "Strict")], body=body,
+                    header_params={"Content-Type": "application/json"},
+                    auth_settings=["BearerToken"], _preload_content=False)
+    assert exc.value.status == 400 and 'unknown field "bogus"' in exc.value.body
+    resp = ac.call_api("/api/v1/namespaces/default/configmaps", "POST", body=body,
+                       header_params={"Content-Type": "application/json"},
+                       auth_settings=["BearerToken"], _preload_content=False)
+    assert 'unknown field \\"bogus\\"' in resp[2].get("Warning", "") or \
+        'unknown field "bogus"' in resp[2].get("Warning", "")
+    core(shared_sim).delete_namespaced_config_map("strict", "default")
+
+
+def test_list_then_watch_from_resource_version(shared_sim) -> None:
+    v1 = core(shared_sim)
+    listed = v1.list_namespaced_config_map("default")
+    rv = listed.metadata.resource_version
+    for i in range(3):
+        v1.create_namespaced_config_map("default", client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name=f"w{i}", labels={"t": "watch"})))
+    seen = []
+    w = watch.Watch()
+    for ev in w.stream(v1.list_namespaced_config_map, "default", resource_version=rv,
+                       label_selector="t=watch", timeout_seconds=2):
+        seen.append((ev["type"], ev["object"].metadata.name))
+        if len(seen) == 3:
+            w.stop()
+    assert seen == [("ADDED", "w0"), ("ADDED", "w1"), ("ADDED", "w2")]
+    for i in range(3):
+        v1.delete_namespaced_config_map(f"w{i}", "default")
+
+
+def test_watch_too_old_is_410_and_relist_recovers(sim_factory) -> None:
+    """With a short watch history, an old resourceVersion gets an ERROR event
+    carrying a 410 Status; the client relists and watches on from the new one."""
+    sim = sim_factory(1, [])
+    v1 = core(sim)
+    start = v1.list_namespaced_config_map("default").metadata.resource_version
+    for i in range(6000 // 100):
+        v1.create_namespaced_config_map("default", client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name=f"churn{i}")))
+        v1.delete_namespaced_config_map(f"churn{i}", "default")
+    ac = api_client(sim)
+    resp = ac.call_api("/api/v1/namespaces/default/configmaps", "GET",
+                       query_params=[("watch", "true"), ("resourceVersion", "1"),
+                                     ("timeoutSeconds", "2")],
+                       auth_settings=["BearerToken"], _preload_content=False)
+    first = json.loads(resp[0].data.decode().splitlines()[0])
+    assert first["type"] == "ERROR" and first["object"]["code"] == 410
+    assert "too old resource version" in first["object"]["message"]
+    fresh = v1.list_namespaced_config_map("default").metadata.resource_version
+    assert int(fresh) > int(start)
+    v1.create_namespaced_config_map("default", client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="after")))
+    events = list(watch.Watch().stream(v1.list_namespaced_config_map, "default",
+                                       resource_version=fresh, timeout_seconds=1))
+    assert [e["object"].metadata.name for e in events] == ["after"]
+
+
+def test_bookmarks_carry_only_resource_version(shared_sim) -> None:
+    ac = api_client(shared_sim)
+    resp = ac.call_api("/api/v1/namespaces/default/configmaps", "GET",
+                       query_params=[("watch", "true"), ("allowWatchBookmarks", "true"),
+                                     ("resourceVersion", core(shared_sim).list_namespaced_config_map(
+                                         "default").metadata.resource_version),
+                                     ("timeoutSeconds", "2")],
+                       auth_settings=["BearerToken"], _preload_content=False)
+    lines = [json.loads(x) for x in resp[0].data.decode().splitlines() if x]
+    marks = [e for e in lines if e["type"] == "BOOKMARK"]
+    assert marks and set(marks[0]["object"]["metadata"]) == {"resourceVersion"}
+
+
+def _exec(v1: client.CoreV1Api, ns: str, pod: str, command: list[str]) -> tuple[str, int]:
+    ws = stream(v1.connect_get_namespaced_pod_exec, pod, ns, command=command, stderr=True,
+                stdin=False, stdout=True, tty=False, _preload_content=False)
+    ws.run_forever(timeout=30)
+    out = ws.read_stdout() + ws.read_stderr()
+    code = ws.returncode
+    ws.close()
+    return out, code
+
+
+def test_exec_exit_codes(shared_sim) -> None:
+    v1 = core(shared_sim)
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="exec-target"),
+        spec=client.V1PodSpec(node_selector={"kubernetes.io/os": "windows"}, containers=[
+            client.V1Container(name="c", image="mcr.microsoft.com/windows/servercore:ltsc2019",
+                               command=["ping", "-t", "localhost"])]))
+    v1.create_namespaced_pod("default", pod)
+    w = watch.Watch()
+    for ev in w.stream(v1.list_namespaced_pod, "default", field_selector="metadata.name=exec-target",
+                       timeout_seconds=60):
+        if ev["object"].status.phase == "Running":
+            w.stop()
+    out, code = _exec(v1, "default", "exec-target", ["powershell", "-Command", "hostname"])
+    assert (out.strip(), code) == ("exec-target", 0)
+    out, code = _exec(v1, "default", "exec-target",
+                      ["powershell", "-Command", "Get-Content C:\\nope.txt"])
+    assert code == 1 and "Cannot find path 'C:\\nope.txt'" in out
+    v1.delete_namespaced_pod("exec-target", "default")
+
+
+def test_unauthenticated_is_401(shared_sim) -> None:
+    ac = api_client(shared_sim)
+    ac.configuration.api_key = {"authorization": "Bearer wrong"}
+    with pytest.raises(ApiException) as exc:
+        client.CoreV1Api(ac).list_namespace()
+    assert exc.value.status == 401
