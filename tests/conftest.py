@@ -20,8 +20,9 @@ def sim_factory() -> Iterator:
     started: list[SimProcess] = []
 
     def start(clusters: int = 1, scenarios: list[str] | None = None,
-              flavour: str = "eks") -> SimProcess:
-        sim = SimProcess(clusters, scenarios or [], flavour=flavour)
+              flavour: str = "eks", extra_args: list[str] | None = None) -> SimProcess:
+        sim = SimProcess(clusters, scenarios or [], flavour=flavour,
+                         extra_args=extra_args or [])
         sim.start()
         started.append(sim)
         return sim

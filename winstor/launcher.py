@@ -29,6 +29,7 @@ class SimProcess:
     scenarios: list[str]
     flavour: str = "eks"
     time_scale: float = 0.002
+    extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     workdir: Path | None = None
     aws_env: dict[str, str] = field(default_factory=dict)
@@ -52,6 +53,7 @@ class SimProcess:
                str(self.time_scale), "--quiet"]
         for s in self.scenarios:
             cmd += ["--scenario", s]
+        cmd += self.extra_args
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout

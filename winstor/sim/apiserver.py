@@ -76,9 +76,14 @@ def parse_path(path: str) -> Route | None:
     return Route(kind, namespace, name, sub)
 
 
+def parse_bool(value: str | None) -> bool:
+    """Go's strconv.ParseBool, which the apiserver uses for query flags."""
+    return value in ("1", "t", "T", "true", "TRUE", "True")
+
+
 def _verb(method: str, route: Route, query: dict[str, str]) -> str:
     if method == "GET":
-        if query.get("watch") in ("true", "1"):
+        if parse_bool(query.get("watch")):
             return "watch"
         return "get" if route.name else "list"
     return {"POST": "create", "PUT": "update", "PATCH": "patch",
@@ -160,7 +165,9 @@ class ApiServer:
             request.headers.get("Content-Type", ""))
         headers = {}
         if warnings:
-            headers["Warning"] = ", ".join(f'299 - "{w}"' for w in warnings)
+            headers["Warning"] = ", ".join(
+                '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                for w in warnings)
         accept = request.headers.get("Accept", "")
         if "as=Table" in accept and verb in ("get", "list"):
             result = tables.render(route.kind, result, query.get("includeObject"))
@@ -227,7 +234,7 @@ class ApiServer:
             return resp
         timeout = float(query.get("timeoutSeconds") or 1800)
         deadline = time.monotonic() + timeout
-        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
+        bookmarks = parse_bool(query.get("allowWatchBookmarks"))
         bookmark_every = self.cluster.bookmark_interval
         drop_at = self.cluster.faults.watch_drop_deadline()
         try:
