@@ -36,7 +36,8 @@ def parse_junit(path: Path) -> tuple[dict[str, str], dict[str, str], dict[str, f
         name = case.get("name", "")
         if "[" not in name:
             continue
-        key = name[name.index("[") + 1:-1]
+        # xdist's loadgroup appends "@<group>" after the parameter id.
+        key = name[name.index("[") + 1:name.index("]")]
         outcome = "passed"
         for child in case:
             if child.tag in ("failure", "error"):

@@ -105,7 +105,7 @@ def test_seed_walkthrough(sim_factory) -> None:
     assert tags["kubernetes.io/created-for/pvc/name"] == "ebs-windows-pv-claim"
     assert [(a["InstanceId"], a["State"]) for a in vol["Attachments"]] == [(instance, "attached")]
 
-    kubectl(sim, "delete", "-f", str(SEED))
+    kubectl(sim, "delete", "-f", str(SEED), "--ignore-not-found")
 
     def volume_gone() -> bool:
         vols = ec2(sim).describe_volumes(Filters=[{"Name": "volume-id",

@@ -1,0 +1,108 @@
+"""The plugin as users meet it before any check runs: help, markers,
+collection with nothing reachable, and one clear line for bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import ROOT
+
+NO_SIM = '''
+import winstor.launcher
+
+def _refuse(self, timeout=60.0):
+    raise AssertionError("the embedded cluster must not be started here")
+
+winstor.launcher.SimProcess.start = _refuse
+'''
+
+
+def pytest_run(*args: str, tmp_path: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = None
+    extra: list[str] = []
+    if tmp_path is not None:
+        (tmp_path / "nosim_guard.py").write_text(NO_SIM)
+        import os
+        env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+        extra = ["-p", "nosim_guard"]
+    return subprocess.run([sys.executable, "-m", "pytest", *extra, *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_help_groups_options_with_env_and_ini() -> None:
+    out = pytest_run("--help").stdout
+    assert "winstor: Windows storage conformance:" in out
+    for option in ("--profile", "--context", "--kubeconfig", "--clusters", "--sim-clusters",
+                   "--sim-scenario", "--windows-image", "--timeouts", "--keep-on-failure"):
+        assert option in out, option
+    assert "WINSTOR_SIM_SCENARIO" in out and "winstor_sim_scenario" in out
+
+
+def test_markers_are_registered() -> None:
+    out = pytest_run("--markers").stdout
+    for marker in ("storageclass", "ebs", "persistence", "smb", "fsx", "csi_proxy", "nodes",
+                   "aws", "disruptive", "winstor_check"):
+        assert f"@pytest.mark.{marker}" in out, marker
+
+
+def test_collect_only_lists_the_catalog_per_cluster_without_a_cluster(tmp_path: Path) -> None:
+    proc = pytest_run("--collect-only", "-q", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ids = [line for line in proc.stdout.splitlines() if "::" in line]
+    assert len(ids) == 40
+    assert sum("[sim-1:" in i for i in ids) == 20 and sum("[sim-2:" in i for i in ids) == 20
+    assert any(i.endswith("[sim-1:EBS-PERSIST-01]") for i in ids)
+
+
+def test_dash_m_smb_selects_only_share_checks(tmp_path: Path) -> None:
+    proc = pytest_run("--collect-only", "-q", "-m", "smb", tmp_path=tmp_path)
+    ids = [line for line in proc.stdout.splitlines() if "::" in line]
+    checks = {i.rsplit(":", 1)[1].rstrip("]") for i in ids}
+    assert checks == {"SMB-MAP-01", "SMB-POD-01", "SMB-SHARED-01", "FSX-AWS-01", "SMB-PSA-01"}
+    assert all(i.startswith("suites/test_smb_fsx.py") for i in ids)
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: 'https://127.0.0.1:9'}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: real, context: {cluster: c, user: u}}]
+current-context: real
+"""
+
+
+@pytest.mark.parametrize(("args", "files", "expected"), [
+    (["--context", "nope", "--kubeconfig={kc}"], {"kc": KUBECONFIG},
+     "unknown context 'nope' in kubeconfig"),
+    (["--context", "real", "--kubeconfig={dir}/missing"], {},
+     "cannot read kubeconfig"),
+    (["--clusters={cf}"], {"cf": "clusters: [oops"}, "malformed YAML"),
+    (["--clusters={cf}"], {"cf": "clusters:\n  - context: real\n    colour: blue\n"},
+     "unknown key 'colour'"),
+    (["--clusters={cf}"], {"cf": "clusters:\n  - context: real\n    windows_build: 17763\n"},
+     "windows_build: expected str, got int"),
+    (["--clusters={cf}"], {"cf": "a: &a [x, x]\nb: &b [*a, *a]\nclusters: [*b]\n"},
+     "YAML aliases are not allowed"),
+    (["--sim-scenario", "no-such-thing"], {}, "unknown scenario 'no-such-thing'"),
+    (["--timeouts", "fast"], {}, "--timeouts fast: not eks, sim, or a readable file"),
+])
+def test_bad_input_is_one_line_and_a_usage_error(args: list[str], files: dict[str, str],
+                                                 expected: str, tmp_path: Path) -> None:
+    paths = {k: _write(tmp_path, k, v) for k, v in files.items()}
+    rendered = [a.format(dir=tmp_path, **paths) for a in args]
+    proc = pytest_run(*rendered, tmp_path=tmp_path)
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    err_lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(err_lines) == 1 and err_lines[0].startswith("ERROR: winstor: "), proc.stderr
+    assert expected in err_lines[0]
+    assert "Traceback" not in proc.stdout + proc.stderr

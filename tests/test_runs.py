@@ -1,0 +1,51 @@
+"""Whole runs of the suites: bare `pytest`, several clusters, `-n 2`, clusters files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from helpers import run_suite
+from inspect_cluster import leftovers
+from test_scenarios import ALL
+
+
+def test_bare_pytest_passes_on_two_emulated_clusters(tmp_path: Path) -> None:
+    result = run_suite([], tmp_path)
+    assert result.code == 0, result.output[-3000:]
+    assert set(result.outcomes) == {f"sim-{i}:{c}" for i in (1, 2) for c in ALL}
+    assert set(result.outcomes.values()) == {"passed"}
+    assert "sim-1: 20 passed, 0 failed, 0 errors, 0 skipped" in result.output
+    assert "sim-2: 20 passed, 0 failed, 0 errors, 0 skipped" in result.output
+
+
+def test_parallel_run_gives_serial_verdicts(sim_factory, tmp_path: Path) -> None:
+    """Two contexts, one broken: `-n 2` and a serial run agree check by check,
+    and neither leaves anything behind on either cluster."""
+    sim = sim_factory(2, ["2:ebs-attach-fails"])
+    args = [f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1", "--context", "sim-2"]
+    serial = run_suite(args, tmp_path, env=sim.aws_env)
+    for ctx in ("sim-1", "sim-2"):
+        assert leftovers(sim, ctx) == []
+    parallel = run_suite([*args, "-n", "2"], tmp_path, env=sim.aws_env)
+    assert serial.outcomes == parallel.outcomes
+    assert set(serial.outcomes) == {f"sim-{i}:{c}" for i in (1, 2) for c in ALL}
+    assert {k for k, v in serial.outcomes.items() if v == "failed"} == {
+        f"sim-2:{c}" for c in ("EBS-BIND-01", "EBS-MOUNT-01", "EBS-PERSIST-01",
+                               "EBS-VOLUME-01", "EBS-CLEANUP-01")}
+    for ctx in ("sim-1", "sim-2"):
+        assert leftovers(sim, ctx) == []
+
+
+def test_clusters_file_runs_the_catalog_on_each(sim_factory, tmp_path: Path) -> None:
+    sim = sim_factory(2, [])
+    clusters = tmp_path / "clusters.yaml"
+    clusters.write_text(
+        "clusters:\n"
+        f"  - name: east\n    context: sim-1\n    kubeconfig: {sim.kubeconfig}\n"
+        "    windows_build: '10.0.17763'\n"
+        f"  - name: west\n    context: sim-2\n    kubeconfig: {sim.kubeconfig}\n"
+        "    fsx: {host_path: 'G:\\Directory\\app-state'}\n")
+    result = run_suite([f"--clusters={clusters}"], tmp_path, env=sim.aws_env)
+    assert result.code == 0, result.output[-3000:]
+    assert set(result.outcomes) == {f"{n}:{c}" for n in ("east", "west") for c in ALL}
+    assert "east: 20 passed" in result.output and "west: 20 passed" in result.output
