@@ -7,14 +7,13 @@ import secrets
 
 import pytest
 
+from fixtures.workloads import Workload
 from winstor import awsfacts, provision
 from winstor.checkkit import fail, probe
 from winstor.kube import NODES, PODS, PVS
 from winstor.outcome import Deferred
 from winstor.target import Cluster
 from winstor.waits import WaitFailed, wait_gone
-
-from fixtures.workloads import Workload
 
 pytestmark = pytest.mark.ebs
 

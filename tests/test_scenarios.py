@@ -10,9 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from inspect_cluster import leftovers
 from helpers import run_suite
+from inspect_cluster import leftovers
 
 ALL = {"NODES-READY-01", "NODES-BUILD-01", "NODES-AMI-01", "SC-DEFAULT-01", "SC-WINDOWS-01",
        "SC-MIGRATION-01", "EBS-CLAIM-01", "EBS-BIND-01", "EBS-MOUNT-01", "EBS-PERSIST-01",

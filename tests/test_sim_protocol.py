@@ -8,11 +8,10 @@ import json
 
 import pytest
 import yaml
+from inspect_cluster import api_client, core
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 from kubernetes.stream import stream
-
-from inspect_cluster import api_client, core
 
 
 def test_crud_and_status_errors(shared_sim) -> None:
@@ -111,11 +110,10 @@ def test_watch_too_old_is_410_and_relist_recovers(sim_factory) -> None:
 
 def test_bookmarks_carry_only_resource_version(shared_sim) -> None:
     ac = api_client(shared_sim)
+    rv = core(shared_sim).list_namespaced_config_map("default").metadata.resource_version
     resp = ac.call_api("/api/v1/namespaces/default/configmaps", "GET",
                        query_params=[("watch", "true"), ("allowWatchBookmarks", "true"),
-                                     ("resourceVersion", core(shared_sim).list_namespaced_config_map(
-                                         "default").metadata.resource_version),
-                                     ("timeoutSeconds", "2")],
+                                     ("resourceVersion", rv), ("timeoutSeconds", "2")],
                        auth_settings=["BearerToken"], _preload_content=False)
     lines = [json.loads(x) for x in resp.data.decode().splitlines() if x]
     marks = [e for e in lines if e["type"] == "BOOKMARK"]
@@ -141,8 +139,8 @@ def test_exec_exit_codes(shared_sim) -> None:
                                command=["ping", "-t", "localhost"])]))
     v1.create_namespaced_pod("default", pod)
     w = watch.Watch()
-    for ev in w.stream(v1.list_namespaced_pod, "default", field_selector="metadata.name=exec-target",
-                       timeout_seconds=60):
+    for ev in w.stream(v1.list_namespaced_pod, "default",
+                       field_selector="metadata.name=exec-target", timeout_seconds=60):
         if ev["object"].status.phase == "Running":
             w.stop()
     out, code = _exec(v1, "default", "exec-target", ["powershell", "-Command", "hostname"])

@@ -21,7 +21,8 @@ IMAGES_BY_BUILD = {
     "10.0.20348": "mcr.microsoft.com/windows/servercore:ltsc2022",
     "10.0.26100": "mcr.microsoft.com/windows/servercore:ltsc2025",
 }
-HOSTPROCESS_IMAGE = "mcr.microsoft.com/oss/kubernetes/windows-host-process-containers-base-image:v1.0.0"
+HOSTPROCESS_IMAGE = (
+    "mcr.microsoft.com/oss/kubernetes/windows-host-process-containers-base-image:v1.0.0")
 KIND_STANDIN_IMAGE = "mcr.microsoft.com/powershell:lts-7.4-ubuntu-22.04"
 
 

@@ -17,8 +17,14 @@ from typing import Any
 from . import manifests
 from .kube import CSIDRIVERS, DEPLOYMENTS, NAMESPACES, PODS, PVCS, PVS, STORAGECLASSES, KubeError
 from .target import RUN_LABEL, Cluster
-from .waits import (WaitFailed, default_terminal_event, pod_ready, pod_terminal_state, wait_for,
-                    wait_gone)
+from .waits import (
+    WaitFailed,
+    default_terminal_event,
+    pod_ready,
+    pod_terminal_state,
+    wait_for,
+    wait_gone,
+)
 
 log = logging.getLogger("winstor.provision")
 

@@ -21,6 +21,7 @@ from .volumes import Volumes
 SERVERCORE = "mcr.microsoft.com/windows/servercore"
 WINDOWS_IMAGE_PREFIXES = ("mcr.microsoft.com/windows/", "mcr.microsoft.com/powershell:nanoserver",
                           "mcr.microsoft.com/oss/kubernetes/windows-host-process")
+IMAGE_SIZES = {"servercore": 2763547119, "hostprocess": 9023312}
 BACKOFF = (10.0, 20.0, 40.0, 80.0, 160.0, 300.0)  # kubelet's image/mount retry backoff
 
 
@@ -213,11 +214,10 @@ class Kubelet(Controller):
                 self.cluster.metrics.image_pulls[image] += 1
                 cache.add(image)
                 took = {"servercore": "4m1.2s", "hostprocess": "3.9s"}.get(kind, "7.8s")
+                size = IMAGE_SIZES.get(kind, 52413100)
                 self._event(pod, "Normal", "Pulled",
                             f'Successfully pulled image "{image}" in {took} ({took} including '
-                            f"waiting). Image size: "
-                            f"{ {'servercore': 2763547119, 'hostprocess': 9023312}.get(kind, 52413100)} "
-                            "bytes.")
+                            f"waiting). Image size: {size} bytes.")
                 return
             await self.cluster.clock.spend("image_pull:other")
             self._event(pod, "Warning", "Failed", f'Failed to pull image "{image}": {error}')

@@ -10,12 +10,13 @@ instance, and deleted when the claim goes away.
 from __future__ import annotations
 
 import asyncio
+import logging
 import hashlib
 import math
 import re
 from typing import Any
 
-from ..aws import csi_volume_tags
+from ..aws import AwsError, csi_volume_tags
 from ..store import now_iso
 from ..workloads import volume_id_of
 from .base import (
@@ -35,6 +36,7 @@ from .scheduler import SELECTED_NODE
 EBS = "ebs.csi.aws.com"
 INTREE_EBS = "kubernetes.io/aws-ebs"
 LOCAL_PATH = "rancher.io/local-path"
+log = logging.getLogger("winstor.sim.volumes")
 PROVISIONER_ID = "ebs-csi-controller-7c9f8d6b5-x2x4k"
 
 
@@ -404,6 +406,6 @@ class Volumes(Controller):
                 try:
                     await loop.run_in_executor(None, self.cluster.aws.detach_volume, volume_id,
                                                self._instance_of(va["spec"]["nodeName"]))
-                except Exception:  # already detached: nothing left to do
-                    pass
+                except AwsError as err:  # already detached: nothing left to do
+                    log.info("detach of %s: %s", volume_id, err)
         self.store.remove_now(ATTACHMENTS, None, va["metadata"]["name"])
