@@ -10,8 +10,8 @@ instance, and deleted when the claim goes away.
 from __future__ import annotations
 
 import asyncio
-import logging
 import hashlib
+import logging
 import math
 import re
 from typing import Any
