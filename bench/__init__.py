@@ -1,0 +1,1 @@
+"""Benchmarks of winstor and its embedded cluster (`python -m bench`)."""
