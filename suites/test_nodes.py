@@ -24,7 +24,7 @@ def _ready(node: dict) -> bool:
                            "build")
 def test_windows_nodes_ready(cluster: Cluster, windows_nodes: list[dict],
                              evidence: dict) -> None:
-    build = cluster.target.windows_build
+    build = cluster.windows_build
     usable = [n["metadata"]["name"] for n in windows_nodes
               if _ready(n) and not n["spec"].get("unschedulable")
               and (n["metadata"].get("labels") or {}).get(BUILD_LABEL) == build]

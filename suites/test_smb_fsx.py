@@ -155,7 +155,7 @@ def test_hostpath_pod_security(cluster: Cluster, namespace: str, host_namespace:
     probe_pod = {"apiVersion": "v1", "kind": "Pod",
                  "metadata": {"name": "winstor-psa-dry-run", "namespace": namespace,
                               "labels": cluster.labels()},
-                 "spec": {"containers": [{"name": "c", "image": cluster.target.image()}],
+                 "spec": {"containers": [{"name": "c", "image": cluster.image()}],
                           "volumes": [{"name": "share", "hostPath": {
                               "path": cluster.target.host_path, "type": "Directory"}}]}}
     try:

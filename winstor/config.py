@@ -80,16 +80,11 @@ class ClusterTarget:
     kubeconfig: str | None = None
     aws_region: str | None = None
     aws_profile: str | None = None
-    windows_build: str = DEFAULT_BUILD
+    windows_build: str | None = None  # None: chosen from the nodes (see Cluster)
     fsx_share: str | None = None
     host_path: str = DEFAULT_HOST_PATH
     windows_image: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
-
-    def image(self) -> str:
-        if self.windows_image:
-            return self.windows_image
-        return IMAGES_BY_BUILD.get(self.windows_build, IMAGES_BY_BUILD[DEFAULT_BUILD])
 
 
 class _NoAliasLoader(yaml.SafeLoader):
@@ -162,8 +157,8 @@ def load_clusters_file(path: str) -> list[ClusterTarget]:
         if not name:
             raise ConfigError(f"{where}: needs a 'context' (or a 'name' for the current "
                               "context)")
-        build = item.get("windows_build", DEFAULT_BUILD)
-        if build not in IMAGES_BY_BUILD:
+        build = item.get("windows_build")
+        if build is not None and build not in IMAGES_BY_BUILD:
             raise ConfigError(f"{where}.windows_build: {build!r} is not a known Windows "
                               f"Server build ({', '.join(IMAGES_BY_BUILD)})")
         targets.append(ClusterTarget(

@@ -150,6 +150,40 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                                (checks.check_of(it) or ("", "", 50))[2], position[id(it)]))
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    outcome = yield
+    report = outcome.get_result()
+    name, meta = cluster_of(item), checks.check_of(item)
+    if report.failed and name and meta:
+        cluster = item.config.stash[STATE].clusters.get(name)
+        if cluster is not None and meta[0] not in cluster.failed_checks:
+            cluster.failed_checks.append(meta[0])
+
+
+def _cluster_notes(state: RunState) -> dict[str, dict[str, list[str]]]:
+    """What teardown left, kept or noted per cluster (shown after the run)."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for name, cluster in state.clusters.items():
+        notes = {k: list(cluster.facts.get(k, [])) for k in ("leftovers", "kept", "notes")}
+        if any(notes.values()):
+            out[name] = notes
+    return out
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["winstor_notes"] = _cluster_notes(config.stash[STATE])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    notes = (getattr(node, "workeroutput", None) or {}).get("winstor_notes") or {}
+    node.config.stash[STATE].remote_notes.update(notes)
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     props = dict(report.user_properties)
     cluster, check = props.get("winstor_cluster"), props.get("winstor_check")
@@ -187,6 +221,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
     for check in checks_seen:
         cells = [marks.get(table[c].get(check, ""), "-") for c in clusters]
         tr.write_line(f"{check:<{width}}  " + "  ".join(f"{x:<8}" for x in cells))
+    state = config.stash[STATE]
+    notes = {**state.remote_notes, **_cluster_notes(state)}
+    for name, per in sorted(notes.items()):
+        for kind, label in (("leftovers", "LEFT BEHIND"), ("kept", "kept (--keep-on-failure)"),
+                            ("notes", "note")):
+            for line in per.get(kind, []):
+                tr.write_line(f"{name}: {label}: {line}")
     for name in clusters:
         counts = defaultdict(int)
         for outcome in table[name].values():

@@ -221,8 +221,8 @@ def wait_pod_ready(cluster: Cluster, namespace: str, name: str, *, windows: bool
 
 
 def create_deployment(cluster: Cluster, namespace: str) -> dict:
-    body = manifests.deployment(namespace, cluster.labels(), cluster.target.image(),
-                                cluster.target.windows_build)
+    body = manifests.deployment(namespace, cluster.labels(), cluster.image(),
+                                cluster.windows_build)
     return cluster.api.create(DEPLOYMENTS, body, namespace)
 
 

@@ -25,6 +25,7 @@ class RunState:
     sim_aws_env: dict[str, str] = field(default_factory=dict)
     clusters: dict[str, Cluster] = field(default_factory=dict)
     launch_error: str | None = None
+    remote_notes: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def ensure_sim(self) -> None:
@@ -54,7 +55,8 @@ class RunState:
             c = Cluster(target=target, run_id=self.settings.run_id,
                         timeouts=self.settings.timeouts, profile=self.settings.profile,
                         kubeconfig=self.sim_kubeconfig or self.settings.kubeconfig,
-                        aws_env=dict(self.sim_aws_env))
+                        aws_env=dict(self.sim_aws_env),
+                        keep_on_failure=self.settings.keep_on_failure)
             self.clusters[name] = c
             return c
 

@@ -11,18 +11,20 @@ import contextlib
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import urllib3
 
-from .config import ClusterTarget, Timeouts
+from .config import DEFAULT_BUILD, IMAGES_BY_BUILD, ClusterTarget, Timeouts
 from .kube import NODES, Api, ConnectError, KubeError
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 RUN_LABEL = "winstor.io/run"
 CLUSTER_LABEL = "winstor.io/cluster"
+BUILD_LABEL = "node.kubernetes.io/windows-build"
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Cluster:
     facts: dict[str, Any] = field(default_factory=dict)
     timeline: list[Phase] = field(default_factory=list)
     failed_checks: list[str] = field(default_factory=list)
+    keep_on_failure: bool = False
     _api: Api | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -99,6 +102,30 @@ class Cluster:
     def windows_nodes(self) -> list[dict]:
         return [n for n in self.nodes()
                 if (n["metadata"].get("labels") or {}).get("kubernetes.io/os") == "windows"]
+
+    @property
+    def windows_build(self) -> str:
+        """The Windows build the workloads target: configured, else read off the
+        nodes - ltsc2019 where such nodes exist (the seed's choice), otherwise
+        the build most Windows nodes run."""
+        if self.target.windows_build:
+            return self.target.windows_build
+        builds = Counter((n["metadata"].get("labels") or {}).get(BUILD_LABEL)
+                         for n in self.windows_nodes())
+        builds.pop(None, None)
+        if not builds or DEFAULT_BUILD in builds:
+            return DEFAULT_BUILD
+        return str(builds.most_common(1)[0][0])
+
+    def image(self) -> str:
+        """`--windows-image`, else servercore for the workloads' Windows build."""
+        if self.target.windows_image:
+            return self.target.windows_image
+        return IMAGES_BY_BUILD.get(self.windows_build, IMAGES_BY_BUILD[DEFAULT_BUILD])
+
+    def keep_objects(self) -> bool:
+        """Whether teardown must leave this cluster's objects for inspection."""
+        return self.keep_on_failure and bool(self.failed_checks)
 
     def kube_minor(self) -> tuple[int, int]:
         _ = self.api
