@@ -117,11 +117,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "cluster" not in metafunc.fixturenames:
-        return
-    state = metafunc.config.stash[STATE]
     check = metafunc.definition.get_closest_marker("winstor_check")
-    suffix = f":{check.args[0]}" if check else ""
+    if check is None or "cluster" not in metafunc.fixturenames:
+        return  # only catalog checks run per cluster
+    state = metafunc.config.stash[STATE]
+    suffix = f":{check.args[0]}"
     names = [t.name for t in state.settings.targets]
     metafunc.parametrize("cluster", names, indirect=True, scope="session",
                          ids=[f"{n}{suffix}" for n in names])

@@ -292,6 +292,30 @@ def _is_eks_name(name: str) -> bool:
 # --------------------------------------------------------------------------- the backend
 
 
+def _share_region_tables() -> None:
+    """Let moto's EC2 models build their region list from one botocore session.
+
+    At import, moto asks three fresh boto3 sessions for the EC2 regions of each
+    partition, and each session parses botocore's endpoint tables again: half
+    a second of the sim's start-up. One shared session parses them once. This
+    patches boto3 in the sim process only, which serves AWS and makes no real
+    AWS calls.
+    """
+    import boto3.session
+    import botocore.session
+
+    if getattr(boto3.session.Session.get_available_regions, "_winstor_shared", False):
+        return
+    shared = botocore.session.get_session()
+
+    def get_available_regions(self: Any, service_name: str, partition_name: str = "aws",
+                              allow_non_regional: bool = False) -> list[str]:
+        return shared.get_available_regions(service_name, partition_name, allow_non_regional)
+
+    get_available_regions._winstor_shared = True  # type: ignore[attr-defined]
+    boto3.session.Session.get_available_regions = get_available_regions  # type: ignore[method-assign]
+
+
 class AwsBackend:
     """A moto server on 127.0.0.1 with its own AWS account, plus the calls the sim makes.
 
@@ -330,6 +354,7 @@ class AwsBackend:
         if self._server is not None:
             raise RuntimeError("AwsBackend already started")
         t0 = time.perf_counter()
+        _share_region_tables()
         from moto.server import ThreadedMotoServer  # lazy: moto is heavy to import
 
         # werkzeug logs every request at INFO and installs its own handler if nothing is set.
