@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from inspect_cluster import ec2
 
 KUBECTL = shutil.which("kubectl")

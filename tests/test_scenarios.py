@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from helpers import run_suite
 from inspect_cluster import leftovers
 

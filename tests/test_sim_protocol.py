@@ -8,10 +8,11 @@ import json
 
 import pytest
 import yaml
-from inspect_cluster import api_client, core
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 from kubernetes.stream import stream
+
+from inspect_cluster import api_client, core
 
 
 def test_crud_and_status_errors(shared_sim) -> None:

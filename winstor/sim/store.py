@@ -179,8 +179,10 @@ class Store:
         if "generation" in nmeta and new.get("spec") != cur.get("spec"):
             nmeta["generation"] = cur["metadata"]["generation"] + 1
         nmeta["resourceVersion"] = self._next_rv()
-        # A terminating object whose last finalizer went away is gone now.
-        if nmeta.get("deletionTimestamp") and not nmeta.get("finalizers"):
+        # A terminating object whose last finalizer this update removed is gone now
+        # (graceful pods and namespaces wait for the kubelet / namespace controller).
+        if nmeta.get("deletionTimestamp") and not nmeta.get("finalizers") and \
+                cur["metadata"].get("finalizers"):
             del bucket[key]
             self._emit(kind, "DELETED", copy.deepcopy(new))
             return copy.deepcopy(new)
