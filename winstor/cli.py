@@ -121,12 +121,19 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 
 def _register_more(sub: argparse._SubParsersAction) -> None:
-    """Hook for the report, bundle, janitor and kind commands (see their modules)."""
-    try:
-        from . import commands
-    except ImportError:
-        return
-    commands.register(sub)
+    """Subcommands that live in their own modules (reports and bundles, janitor, kind)."""
+    import importlib
+
+    for name in ("commands", "janitor", "kind"):
+        try:
+            module = importlib.import_module(f".{name}", __package__)
+        except ModuleNotFoundError as err:
+            if err.name != f"{__package__}.{name}":
+                raise
+            continue
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
