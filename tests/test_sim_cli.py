@@ -4,6 +4,7 @@ a clean stop on SIGTERM, /metrics, and the flaky-api symptoms."""
 from __future__ import annotations
 
 import base64
+import os
 import signal
 import subprocess
 import sys
@@ -126,3 +127,22 @@ def test_flaky_api_throttles_fails_and_drops_watches(sim_factory) -> None:
     for _ in r.iter_lines():
         pass  # the server ends the stream long before the 60 s it was asked for
     assert time.monotonic() - started < 10
+
+
+def test_sim_started_by_a_run_dies_with_it() -> None:
+    """A pytest run killed with SIGKILL must not leave its embedded cluster running."""
+    code = ("import time\nfrom winstor.launcher import SimProcess\n"
+            "s = SimProcess(1, []); s.start(); print(s.proc.pid, flush=True); time.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    sim_pid = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(sim_pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the sim (pid {sim_pid}) outlived the run that started it")

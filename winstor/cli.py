@@ -62,7 +62,7 @@ def _sim_up(args: argparse.Namespace) -> int:
               args.watch_history)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(sim, Path(args.kubeconfig), Path(args.aws_env) if args.aws_env
-                          else None, quiet=args.quiet))
+                          else None, quiet=args.quiet, parent_pid=args.exit_with))
     return 0
 
 
@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--watch-history", type=_positive_int, default=5000, metavar="N",
                     help="changes kept for watches to resume from (older: 410 Gone)")
     up.add_argument("--quiet", action="store_true", help="print nothing when ready")
+    up.add_argument("--exit-with", type=_positive_int, metavar="PID",
+                    help="stop when process PID exits (used by pytest runs that start the sim)")
     up.set_defaults(func=_sim_up)
     sc = sim_sub.add_parser("scenarios", help="list the scenarios, one line each")
     sc.set_defaults(func=_sim_scenarios)

@@ -50,7 +50,7 @@ class SimProcess:
         cmd = [sys.executable, "-m", "winstor", "sim", "up", "--kubeconfig",
                str(self.kubeconfig), "--aws-env", str(env_file), "--clusters",
                str(self.clusters), "--flavour", self.flavour, "--time-scale",
-               str(self.time_scale), "--quiet"]
+               str(self.time_scale), "--quiet", "--exit-with", str(os.getpid())]
         for s in self.scenarios:
             cmd += ["--scenario", s]
         cmd += self.extra_args

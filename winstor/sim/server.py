@@ -133,12 +133,29 @@ class Sim:
             await asyncio.get_running_loop().run_in_executor(None, self.aws.stop)
 
 
-async def serve(sim: Sim, kubeconfig: Path, aws_env: Path | None, quiet: bool = False) -> None:
+async def _watch_parent(pid: int, stop: asyncio.Event) -> None:
+    """Stop when the process that started us is gone (a killed CI job or
+    pytest run must not leave emulated clusters running forever)."""
+    while not stop.is_set():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            log.warning("parent process %d is gone; stopping", pid)
+            stop.set()
+            return
+        except PermissionError:
+            pass
+        await asyncio.sleep(1.0)
+
+
+async def serve(sim: Sim, kubeconfig: Path, aws_env: Path | None, quiet: bool = False,
+                parent_pid: int | None = None) -> None:
     started = time.monotonic()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    watcher = loop.create_task(_watch_parent(parent_pid, stop)) if parent_pid else None
     try:
         await sim.start()
         sim.write(kubeconfig, aws_env)
@@ -153,6 +170,8 @@ async def serve(sim: Sim, kubeconfig: Path, aws_env: Path | None, quiet: bool = 
                   + (f", AWS settings {aws_env}" if aws_env else ""), flush=True)
         await stop.wait()
     finally:
+        if watcher is not None:
+            watcher.cancel()
         await sim.stop()
         for path in (kubeconfig, aws_env):
             if path is not None:
