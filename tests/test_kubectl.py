@@ -48,19 +48,22 @@ def test_get_nodes_wide_and_describe_default_class(shared_sim) -> None:
     assert "VolumeBindingMode:     WaitForFirstConsumer" in desc
 
 
-def test_seed_walkthrough(sim_factory) -> None:
+def test_seed_walkthrough(sim_factory, tmp_path: Path) -> None:
     sim = sim_factory(1, [])
+    # The class and the claim first: with no consumer the claim must stay Pending.
+    docs = SEED.read_text().split("\n---\n")
+    storage_only = tmp_path / "storage.yaml"
+    storage_only.write_text("\n---\n".join(d for d in docs if "kind: Deployment" not in d))
+    kubectl(sim, "apply", "-f", str(storage_only))
+    wait_until(lambda: "WaitForFirstConsumer" in kubectl(
+        sim, "get", "events", "-n", "windows").stdout)
+    assert kubectl(sim, "get", "pvc", "-n", "windows", "ebs-windows-pv-claim",
+                   "-o", "jsonpath={.status.phase}").stdout == "Pending"
     first = kubectl(sim, "apply", "-f", str(SEED)).stdout
     assert "deployment.apps/windows-server-ltsc2019 created" in first
-    pvc = kubectl(sim, "get", "pvc", "-n", "windows", "ebs-windows-pv-claim",
-                  "-o", "jsonpath={.status.phase}").stdout
-    # Bound only once the pod is scheduled; the scheduler may be faster than us,
-    # so accept Pending now and require the WaitForFirstConsumer event below.
-    assert pvc in ("Pending", "Bound")
     wait_until(lambda: kubectl(sim, "get", "pvc", "-n", "windows", "ebs-windows-pv-claim",
                                "-o", "jsonpath={.status.phase}").stdout == "Bound")
-    events = kubectl(sim, "get", "events", "-n", "windows").stdout
-    assert "WaitForFirstConsumer" in events and "ProvisioningSucceeded" in events
+    assert "ProvisioningSucceeded" in kubectl(sim, "get", "events", "-n", "windows").stdout
     second = kubectl(sim, "apply", "-f", str(SEED)).stdout
     assert "unchanged" in second and "configured" not in second
     dep = kubectl(sim, "get", "deployment", "-n", "windows", "windows-server-ltsc2019",
