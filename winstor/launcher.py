@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,12 +60,15 @@ class SimProcess:
         deadline = time.monotonic() + timeout
         while not self.kubeconfig.exists():
             if self.proc.poll() is not None:
-                raise LaunchError(f"the embedded cluster exited with code "
-                                  f"{self.proc.returncode}: {self._tail()}")
-            if time.monotonic() > deadline:
+                message = (f"the embedded cluster exited with code {self.proc.returncode}: "
+                           f"{self._tail()}")
                 self.stop()
-                raise LaunchError(f"the embedded cluster was not ready within {timeout:.0f}s: "
-                                  f"{self._tail()}")
+                raise LaunchError(message)
+            if time.monotonic() > deadline:
+                message = (f"the embedded cluster was not ready within {timeout:.0f}s: "
+                           f"{self._tail()}")
+                self.stop()
+                raise LaunchError(message)
             time.sleep(0.05)
         self.aws_env = read_env_file(env_file)
 
@@ -77,6 +81,12 @@ class SimProcess:
         return " | ".join(lines[-3:]) or "(no output)"
 
     def stop(self) -> None:
+        self._terminate()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def _terminate(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

@@ -248,15 +248,17 @@ class Volumes(Controller):
             def rel(o: dict) -> None:
                 o.setdefault("status", {})["phase"] = "Released"
             self.store.mutate(PVS, None, name, rel, subresource="status")
-        if pv["spec"].get("persistentVolumeReclaimPolicy") == "Delete" or terminating(pv):
-            self.manager.spawn(f"reclaim:{name}", self._delete_volume(pv))
+        delete = pv["spec"].get("persistentVolumeReclaimPolicy") == "Delete"
+        if delete or terminating(pv):
+            # A deleted Retain PV goes away; the disk behind it stays, as on EKS.
+            self.manager.spawn(f"reclaim:{name}", self._delete_volume(pv, backing=delete))
 
-    async def _delete_volume(self, pv: dict) -> None:
+    async def _delete_volume(self, pv: dict, backing: bool = True) -> None:
         name = pv["metadata"]["name"]
         while any(va["spec"]["source"].get("persistentVolumeName") == name
                   for va in self.store.iter(ATTACHMENTS)):
             await asyncio.sleep(0.02)  # EC2 refuses to delete an attached volume
-        volume_id = volume_id_of(pv)
+        volume_id = volume_id_of(pv) if backing else None
         if volume_id and ("awsElasticBlockStore" in pv["spec"] or "csi" in pv["spec"]):
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, self.cluster.aws.delete_volume, volume_id)
