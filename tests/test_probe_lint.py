@@ -178,6 +178,14 @@ def test_probe_passes_lint(path: Path) -> None:
     assert not findings, "\n".join(f"{path.name}:{f}" for f in findings)
 
 
+@pytest.mark.parametrize("path", PROBE_FILES, ids=[p.stem for p in PROBE_FILES])
+def test_script_as_sent_passes_lint(path: Path) -> None:
+    """What the node parses: header, parameters, the shared prelude, the body."""
+    script = probes.build_script(probes.load_probe(path.stem), {"path": "C:\\data"})
+    findings = lint(script, name=path.stem)
+    assert not findings, "\n".join(f"{path.name} (as sent):{f}" for f in findings)
+
+
 def test_probes_exist() -> None:
     assert {p.stem for p in PROBE_FILES} >= {
         "write-marker",
@@ -549,7 +557,7 @@ def test_build_script_keeps_parameters_out_of_code() -> None:
     assert lines[0] == "# winstor-probe: write-file v1"
     assert lines[1] == "$WinstorParams = @'"
     assert json.loads(lines[2]) == hostile and lines[3] == "'@ | ConvertFrom-Json"
-    assert "\n".join(lines[4:]) == probe.body
+    assert "\n".join(lines[4:]) == probes.prelude() + probe.body
     argv = probes.command(probe, hostile)
     assert argv[:7] == [
         "powershell.exe",

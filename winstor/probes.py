@@ -156,14 +156,21 @@ def load_probe(name: str) -> Probe:
 
 
 def build_script(probe: Probe, params: dict[str, Any]) -> str:
-    """The script to run: header, parameters as a JSON here-string, then the probe body.
+    """The script to run: header, parameters as a JSON here-string, the shared
+    prelude of helper functions, then the probe body.
 
     The JSON is compact and ASCII-only (json.dumps escapes everything else), so
     it is one line that can never contain the here-string terminator `'@` at a
     line start, and it survives any code page.
     """
     payload = json.dumps(params, separators=(",", ":"), ensure_ascii=True, sort_keys=True)
-    return f"{probe.header}\n$WinstorParams = @'\n{payload}\n'@ | ConvertFrom-Json\n{probe.body}"
+    return (f"{probe.header}\n$WinstorParams = @'\n{payload}\n'@ | ConvertFrom-Json\n"
+            f"{prelude()}{probe.body}")
+
+
+def prelude() -> str:
+    """The helper functions every probe body may call (`lib/prelude.ps1`)."""
+    return (PROBES_DIR / "lib" / "prelude.ps1").read_text(encoding="utf-8").replace("\r\n", "\n")
 
 
 def encode_script(script: str) -> str:

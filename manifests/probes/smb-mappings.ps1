@@ -6,27 +6,6 @@ $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
 $probeName = 'smb-mappings'
 
-function Write-ProbeJson {
-    param($Object)
-    $json = ConvertTo-Json -InputObject $Object -Compress -Depth 10
-    # The console code page would mangle non-ASCII text: escape it as JSON \uXXXX.
-    $escape = [System.Text.RegularExpressions.MatchEvaluator] {
-        param($match)
-        '\u{0:x4}' -f [int][char]$match.Value
-    }
-    [Console]::Out.WriteLine([regex]::Replace($json, '[^\x00-\x7F]', $escape))
-}
-
-function Get-ErrorText {
-    param($Record)
-    $exception = $Record.Exception
-    # .NET calls surface as "Exception calling ...": report the real cause.
-    while ($exception -is [System.Management.Automation.MethodException] -and $null -ne $exception.InnerException) {
-        $exception = $exception.InnerException
-    }
-    $exception.Message
-}
-
 try {
     $names = @('OK', 'Paused', 'Disconnected', 'NetworkError', 'Connecting', 'Reconnecting', 'Unavailable')
     $mappings = New-Object System.Collections.ArrayList
