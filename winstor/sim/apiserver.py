@@ -108,10 +108,11 @@ class ApiServer:
         group = route.kind.group if route else ""
         try:
             if request.path not in ("/healthz", "/livez", "/readyz", "/metrics", "/version"):
-                self.cluster.authenticate(request.headers.get("Authorization", ""))
+                request["user"] = self.cluster.authenticate(
+                    request.headers.get("Authorization", ""))
             if route is not None:
-                self.cluster.authorize(request.headers.get("Authorization", ""), verb, route.kind,
-                                       route.sub, route.namespace, route.name)
+                self.cluster.authorize(request.get("user"), verb, route.kind, route.sub,
+                                       route.namespace, route.name, query)
             fault = self.cluster.faults.before_request(verb, route is not None and
                                                        route.sub == "exec")
             if fault is not None:
@@ -162,7 +163,7 @@ class ApiServer:
             self._check_body_target(route, body, verb)
         result, code, warnings = await self.cluster.handle(
             verb, route.kind, route.namespace, route.name, route.sub, query, body,
-            request.headers.get("Content-Type", ""))
+            request.headers.get("Content-Type", ""), user=request.get("user"))
         headers = {}
         if warnings:
             headers["Warning"] = ", ".join(

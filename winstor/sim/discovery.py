@@ -38,11 +38,15 @@ def _resources(kinds: list[Kind]) -> list[dict]:
         out.append(entry)
         for sub in k.subresources:
             verbs = {"exec": ["create", "get"], "log": ["get"], "binding": ["create"],
-                     "finalize": ["update"]}.get(sub, ["get", "patch", "update"])
+                     "finalize": ["update"], "token": ["create"]}.get(
+                         sub, ["get", "patch", "update"])
             sub_kind = {"exec": "PodExecOptions", "log": "Pod", "binding": "Binding",
-                        "scale": "Scale"}.get(sub, k.kind)
-            out.append({"name": f"{k.plural}/{sub}", "singularName": "",
-                        "namespaced": k.namespaced, "kind": sub_kind, "verbs": verbs})
+                        "scale": "Scale", "token": "TokenRequest"}.get(sub, k.kind)
+            sub_entry = {"name": f"{k.plural}/{sub}", "singularName": "",
+                         "namespaced": k.namespaced, "kind": sub_kind, "verbs": verbs}
+            if sub == "token":
+                sub_entry.update(group="authentication.k8s.io", version="v1")
+            out.append(sub_entry)
     return out
 
 

@@ -53,7 +53,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("", "v1", "Service", "services", True, ("svc",), ("status",), ("all",)),
     Kind("", "v1", "ConfigMap", "configmaps", True, ("cm",)),
     Kind("", "v1", "Secret", "secrets", True),
-    Kind("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",)),
+    Kind("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",), ("token",)),
     Kind("apps", "v1", "Deployment", "deployments", True, ("deploy",), ("status", "scale"),
          ("all",)),
     Kind("apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), ("status", "scale"), ("all",)),
@@ -68,6 +68,13 @@ KINDS: tuple[Kind, ...] = (
     Kind("rbac.authorization.k8s.io", "v1", "Role", "roles", True),
     Kind("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True),
     Kind("coordination.k8s.io", "v1", "Lease", "leases", True),
+    # Create-only reviews, answered from RBAC and never stored (`kubectl auth ...`).
+    Kind("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
+         False, verbs=("create",)),
+    Kind("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews",
+         False, verbs=("create",)),
+    Kind("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", False,
+         verbs=("create",)),
 )
 
 BY_PLURAL: dict[tuple[str, str], Kind] = {(k.group, k.plural): k for k in KINDS}
