@@ -61,16 +61,25 @@ def delete_namespace(cluster: Cluster, name: str) -> list[str]:
 
 
 def leftovers_in(cluster: Cluster, namespace: str) -> list[str]:
+    """What holds a namespace up: the namespace controller's own account of it
+    (its conditions) and the objects of ours still there, with finalizers."""
+    api = cluster.api
+    ns = api.get_or_none(NAMESPACES, namespace)
+    if ns is None:
+        return []
     out = []
     for res in (PODS, PVCS, DEPLOYMENTS):
-        for obj in cluster.api.items(res, namespace):
+        for obj in api.items(res, namespace):
             fins = obj["metadata"].get("finalizers") or []
             out.append(f"{res.plural}/{obj['metadata']['name']}"
                        + (f" (finalizers: {', '.join(fins)})" if fins else ""))
-    ns = cluster.api.get_or_none(NAMESPACES, namespace)
-    if ns is not None and not out:
-        out.append(f"namespaces/{namespace} (phase {ns.get('status', {}).get('phase')})")
-    return out
+    conditions = [c.get("message", "") for c in (ns.get("status") or {}).get("conditions") or []
+                  if c.get("status") == "True" and c.get("message")]
+    phase = (ns.get("status") or {}).get("phase")
+    summary = f"namespaces/{namespace} still {phase}"
+    if conditions:
+        summary += ": " + "; ".join(conditions)
+    return [summary, *out]
 
 
 # -- the StorageClass ------------------------------------------------------------------
