@@ -15,11 +15,13 @@ from typing import Generic, TypeVar
 import pytest
 
 from .kube import ConnectError, KubeError
+from .provision import ProvisionError
 from .waits import WaitFailed
 
 T = TypeVar("T")
 
-EXPECTED = (WaitFailed, KubeError, ConnectError, ConnectionError, TimeoutError)
+EXPECTED = (WaitFailed, KubeError, ConnectError, ConnectionError, TimeoutError,
+            ProvisionError)
 
 
 class Deferred(Generic[T]):

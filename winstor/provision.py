@@ -33,6 +33,33 @@ CREATED_BY = "winstor.io/created-by-run"
 PSA = "pod-security.kubernetes.io"
 
 
+class ProvisionError(Exception):
+    """The seed's objects cannot work on this cluster as configured (said in one line)."""
+
+
+IMAGE_TAG_BUILDS = {"ltsc2019": "10.0.17763", "1809": "10.0.17763", "ltsc2022": "10.0.20348",
+                    "ltsc2025": "10.0.26100"}
+
+
+def check_image_runs(cluster: Cluster) -> None:
+    """Refuse, before creating anything, a Windows image no node can run.
+
+    Process-isolated Windows containers must match the host build; an image
+    tagged for another build would only fail later with an OS mismatch.
+    """
+    image = cluster.image()
+    tag = image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else ""
+    want = next((b for key, b in IMAGE_TAG_BUILDS.items() if key in tag), None)
+    if want is None:
+        return  # an image we cannot date: let the kubelet judge
+    build = cluster.windows_build
+    if want != build:
+        raise ProvisionError(f"image {image} targets Windows build {want}, but the workloads "
+                             f"run on nodes of build {build}: process-isolated containers must "
+                             "match the host build (pick an image for that build, or leave "
+                             "--windows-image unset)")
+
+
 # -- namespaces ------------------------------------------------------------------------
 def namespace_name(cluster: Cluster, suffix: str = "") -> str:
     return f"winstor-{cluster.run_id}{('-' + suffix) if suffix else ''}"[:63]
@@ -230,6 +257,7 @@ def wait_pod_ready(cluster: Cluster, namespace: str, name: str, *, windows: bool
 
 
 def create_deployment(cluster: Cluster, namespace: str) -> dict:
+    check_image_runs(cluster)
     body = manifests.deployment(namespace, cluster.labels(), cluster.image(),
                                 cluster.windows_build)
     return cluster.api.create(DEPLOYMENTS, body, namespace)
@@ -263,6 +291,8 @@ def delete_pod(cluster: Cluster, namespace: str, name: str) -> float:
 
 
 def create_pod(cluster: Cluster, body: dict) -> dict:
+    if "hostProcess" not in str(body["spec"].get("securityContext") or {}):
+        check_image_runs(cluster)
     return cluster.api.create(PODS, body, body["metadata"]["namespace"])
 
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("winstor.sim.api")
 
+PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/metrics", "/version")
 EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
 
 
@@ -107,9 +108,11 @@ class ApiServer:
         resource = (route.kind.plural + (f"/{route.sub}" if route.sub else "")) if route else ""
         group = route.kind.group if route else ""
         try:
-            if request.path not in ("/healthz", "/livez", "/readyz", "/metrics", "/version"):
-                request["user"] = self.cluster.authenticate(
-                    request.headers.get("Authorization", ""))
+            credentials = request.headers.get("Authorization", "")
+            # Public paths serve anonymous callers, but a presented token that is
+            # wrong is a 401 everywhere, as the apiserver's authenticator does.
+            if credentials or request.path not in PUBLIC_PATHS:
+                request["user"] = self.cluster.authenticate(credentials)
             if route is not None:
                 self.cluster.authorize(request.get("user"), verb, route.kind, route.sub,
                                        route.namespace, route.name, query)
