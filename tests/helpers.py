@@ -55,7 +55,7 @@ def run_suite(args: list[str], tmp_path: Path, env: dict[str, str] | None = None
     junit = tmp_path / f"junit-{len(list(tmp_path.glob('junit-*')))}.xml"
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", f"--junitxml={junit}",
            "-o", "junit_family=xunit2", *args]
-    full_env = {**os.environ, **(env or {})}
+    full_env = {**os.environ, "WINSTOR_REPORT_DIR": str(tmp_path / "reports"), **(env or {})}
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           env=full_env)
     outcomes, messages, times = parse_junit(junit)

@@ -210,11 +210,15 @@ class Api:
 
     @transient_retry
     def delete(self, res: Resource, name: str, namespace: str | None = None, *,
-               propagation: str = "Background", missing_ok: bool = True) -> dict | None:
+               propagation: str = "Background", missing_ok: bool = True,
+               resource_version: str | None = None) -> dict | None:
+        """Delete; with `resource_version`, only if nobody changed it since (else 409)."""
+        body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1",
+                                "propagationPolicy": propagation}
+        if resource_version:
+            body["preconditions"] = {"resourceVersion": resource_version}
         try:
-            return self._call("DELETE", res.path(namespace, name),
-                              body={"kind": "DeleteOptions", "apiVersion": "v1",
-                                    "propagationPolicy": propagation})
+            return self._call("DELETE", res.path(namespace, name), body=body)
         except KubeError as err:
             if err.status == 404 and missing_ok:
                 return None

@@ -139,12 +139,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     order = {t.name: i for i, t in enumerate(config.stash[STATE].settings.targets)}
     for item in items:
         name = cluster_of(item)
-        meta = checks.check_of(item)
         if name:
             item.add_marker(pytest.mark.xdist_group(name=name))
-            item.user_properties.append(("winstor_cluster", name))
-        if meta:
-            item.user_properties.append(("winstor_check", meta[0]))
     position = {id(item): i for i, item in enumerate(items)}
     items.sort(key=lambda it: (order.get(cluster_of(it) or "", -1),
                                (checks.check_of(it) or ("", "", 50))[2], position[id(it)]))
@@ -155,6 +151,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()
     name, meta = cluster_of(item), checks.check_of(item)
+    if name and meta:
+        # Plain attributes travel with the report under xdist; user_properties would
+        # too, but they end up as per-testcase <properties>, which xunit2 forbids.
+        report.winstor_cluster, report.winstor_check = name, meta[0]
     if report.failed and name and meta:
         cluster = item.config.stash[STATE].clusters.get(name)
         if cluster is not None and meta[0] not in cluster.failed_checks:
@@ -185,8 +185,8 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    props = dict(report.user_properties)
-    cluster, check = props.get("winstor_cluster"), props.get("winstor_check")
+    cluster = getattr(report, "winstor_cluster", None)
+    check = getattr(report, "winstor_check", None)
     if not cluster or not check:
         return
     outcome = None

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import manifests
 from .kube import CSIDRIVERS, DEPLOYMENTS, NAMESPACES, PODS, PVCS, PVS, STORAGECLASSES, KubeError
-from .target import RUN_LABEL, Cluster
+from .target import MANAGED_BY, RUN_LABEL, Cluster
 from .waits import (
     WaitFailed,
     default_terminal_event,
@@ -137,7 +137,17 @@ def class_diff(obj: dict, wanted: dict[str, Any] = WANTED_CLASS) -> list[str]:
     return out
 
 
+USERS_PREFIX = "users.winstor.io/"
+
+
 def ensure_storage_class(cluster: Cluster) -> ClassState:
+    """Create `gp2-windows`, or adopt it; a winstor-made class records its users.
+
+    Runs on one cluster share the class: each run that uses a class winstor
+    made adds its own `users.winstor.io/<run>` annotation, and the last user
+    to leave removes the class - so it is neither deleted under another run's
+    claims nor left behind by the run that happened to create it.
+    """
     api = cluster.api
     existing = api.get_or_none(STORAGECLASSES, CLASS_NAME)
     created = False
@@ -151,24 +161,41 @@ def ensure_storage_class(cluster: Cluster) -> ClassState:
             if err.status != 409:
                 raise
             existing = api.get(STORAGECLASSES, CLASS_NAME)  # another run was faster: adopt
+    if _winstor_made(existing):
+        existing = api.patch(STORAGECLASSES, CLASS_NAME, {"metadata": {"annotations": {
+            USERS_PREFIX + cluster.run_id: "true"}}})
     return ClassState(CLASS_NAME, created, class_diff(existing), existing)
 
 
+def _winstor_made(obj: dict) -> bool:
+    return (obj["metadata"].get("labels") or {}).get(MANAGED_BY) == "winstor"
+
+
 def release_storage_class(cluster: Cluster, state: ClassState) -> str | None:
-    """Delete the class if this run created it and nothing uses it; say why not."""
-    if not state.created:
-        return None
+    """Leave the class; the last winstor run to leave an unused class removes it."""
     api = cluster.api
-    users = [f"{c['metadata']['namespace']}/{c['metadata']['name']}"
-             for c in api.items(PVCS) if c["spec"].get("storageClassName") == CLASS_NAME]
-    users += [f"pv/{p['metadata']['name']}" for p in api.items(PVS)
-              if p["spec"].get("storageClassName") == CLASS_NAME]
-    if users:
-        return f"StorageClass {CLASS_NAME} kept: still used by {', '.join(users[:5])}"
     current = api.get_or_none(STORAGECLASSES, CLASS_NAME)
-    if current and (current["metadata"].get("annotations") or {}).get(CREATED_BY) == \
-            cluster.run_id:
-        api.delete(STORAGECLASSES, CLASS_NAME)
+    if current is None or not _winstor_made(current):
+        return None  # someone else's class: never ours to delete
+    current = api.patch(STORAGECLASSES, CLASS_NAME, {"metadata": {"annotations": {
+        USERS_PREFIX + cluster.run_id: None}}})
+    users = [k for k in (current["metadata"].get("annotations") or {})
+             if k.startswith(USERS_PREFIX)]
+    if users:
+        return None  # another run still uses it and will remove it
+    claims = [f"{c['metadata']['namespace']}/{c['metadata']['name']}"
+              for c in api.items(PVCS) if c["spec"].get("storageClassName") == CLASS_NAME]
+    claims += [f"pv/{p['metadata']['name']}" for p in api.items(PVS)
+               if p["spec"].get("storageClassName") == CLASS_NAME]
+    if claims:
+        return f"StorageClass {CLASS_NAME} kept: still used by {', '.join(claims[:5])}"
+    try:
+        api.delete(STORAGECLASSES, CLASS_NAME,
+                   resource_version=current["metadata"]["resourceVersion"])
+    except KubeError as err:
+        if err.status != 409:
+            raise
+        return None  # a run adopted it meanwhile; it will remove it when it leaves
     return None
 
 

@@ -1,0 +1,40 @@
+"""Ctrl-C in the middle of a run still removes what the run created."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from kubernetes import client
+
+from helpers import ROOT
+from inspect_cluster import api_client, leftovers
+
+
+def test_sigint_mid_run_leaves_nothing(sim_factory, tmp_path: Path) -> None:
+    sim = sim_factory(1, [])
+    v1 = client.CoreV1Api(api_client(sim))
+    env = {**os.environ, **sim.aws_env, "WINSTOR_REPORT_DIR": str(tmp_path / "reports")}
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q",
+                             f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    deadline = time.monotonic() + 60
+    # Interrupt once the run has real objects out there: a Windows pod started.
+    while time.monotonic() < deadline:
+        pods = v1.list_pod_for_all_namespaces(
+            label_selector="app.kubernetes.io/managed-by=winstor").items
+        if any(p.status.phase == "Running" for p in pods):
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        raise AssertionError("the run never started a pod")
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert "KeyboardInterrupt" in out, out[-2000:]
+    assert leftovers(sim) == [], out[-3000:]

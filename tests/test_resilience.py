@@ -1,0 +1,42 @@
+"""Verdicts that hold up: a flaky API server, and two runs on one cluster at once."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from helpers import RunResult, run_suite
+from inspect_cluster import leftovers
+from test_scenarios import ALL
+
+
+def test_flaky_api_gives_healthy_verdicts_and_leaks_nothing(sim_factory,
+                                                            tmp_path: Path) -> None:
+    sim = sim_factory(1, ["flaky-api"])
+    result = run_suite([f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1",
+                        "--timeouts", "sim", "-o", "log_level=WARNING", "-rA"], tmp_path,
+                       env=sim.aws_env)
+    assert result.code == 0, result.output[-3000:]
+    assert result.outcomes == {f"sim-1:{c}": "passed" for c in ALL}
+    assert leftovers(sim) == []
+
+
+def test_two_runs_on_one_cluster_at_once(sim_factory, tmp_path: Path) -> None:
+    sim = sim_factory(1, [])
+    results: dict[str, RunResult] = {}
+
+    def run(name: str) -> None:
+        work = tmp_path / name
+        work.mkdir()
+        results[name] = run_suite([f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1"],
+                                  work, env=sim.aws_env)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name, result in results.items():
+        assert result.code == 0, f"run {name}:\n{result.output[-3000:]}"
+        assert set(result.outcomes.values()) == {"passed"}
+    assert leftovers(sim) == []

@@ -1,0 +1,176 @@
+"""Keep credentials out of everything a run writes.
+
+Reports travel: nightly CI archives them, vendors mail certification bundles.
+Whatever a check saw - a probe's output, a pod's environment, an error that
+quotes a request - may carry a bearer token, an AWS key or SMB credentials.
+Every file winstor writes goes through one `Redactor`, twice: structured data
+by key (a field named like a secret loses its value), then the serialized
+text by known values and by shape (bearer headers, AWS key ids, `key=value`
+pairs, PEM private keys, passwords in URLs, PowerShell secure strings).
+
+Known values come from where this run found credentials: the environment
+(`AWS_SECRET_ACCESS_KEY`, ...), the embedded cluster's AWS settings and the
+kubeconfig files in use; `WINSTOR_REDACT` adds more (comma-separated).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REDACTED = "[REDACTED]"
+
+# A name that says its value is a credential (dict keys, env var names, k=v text).
+_SECRET_WORDS = (r"secret|token|passw(?:or)?d|passwd|pwd|credential|api[_-]?key|access[_-]?key"
+                 r"|private[_-]?key|session[_-]?key|client[_-]?key(?:[_-]?data)?|authorization"
+                 r"|auth[_-]?token|sas[_-]?key|connection[_-]?string")
+SECRET_NAME = re.compile(rf"(?i)({_SECRET_WORDS})")
+# Names that look like secrets but name a reference, not the secret itself.
+_NOT_SECRET_NAME = re.compile(r"(?i)(secret[_-]?name|secretref|secret[_-]?namespace"
+                              r"|token[_-]?(?:file|path|expir\w*)|tokens?[_-]?count)$")
+
+# The shortest known value replaced as a literal: shorter ones ("test", "x")
+# would shred ordinary words; their shapes are still caught by the patterns.
+MIN_LITERAL = 8
+
+_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----",
+                re.S), REDACTED),
+    (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{6,}"), rf"\1\2{REDACTED}"),
+    (re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA|AIDA|AROA|AIPA|ANPA|ANVA|APKA|AGPA)[A-Z0-9]{16}\b"),
+     REDACTED),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), REDACTED),
+    # name: value, name=value, "name": "value" (YAML, env files, JSON, command lines)
+    (re.compile(rf"(?i)([\"']?[\w.-]*(?:{_SECRET_WORDS})[\w.-]*[\"']?[ \t]*[:=][ \t]*)"
+                r"([\"']?)(?!\[REDACTED\])([^\s\"',;}\]<>&]{3,})"), rf"\1\2{REDACTED}"),
+    # user:password@host in URLs and SMB paths
+    (re.compile(r"(://[^/\s:@]+):[^/\s@]+@"), rf"\1:{REDACTED}@"),
+    # PowerShell: ConvertTo-SecureString 'x' / -String 'x'; -Password x
+    (re.compile(r"(?i)(ConvertTo-SecureString\s+(?:-String\s+)?)(['\"])(.*?)\2"),
+     rf"\1\2{REDACTED}\2"),
+    (re.compile(r"(?i)(-(?:Password|AccountPassword)\s+)(['\"]?)[^\s'\"]+"), rf"\1\2{REDACTED}"),
+    # net use \\server\share PASSWORD /user:NAME
+    (re.compile(r"(?i)(\bnet\s+use\s+\S+\s+\\\\\S+\s+)(?!/)(\S+)"), rf"\1{REDACTED}"),
+]
+
+
+def is_secret_name(name: str) -> bool:
+    return bool(SECRET_NAME.search(name)) and not _NOT_SECRET_NAME.search(name)
+
+
+class Redactor:
+    """Redacts known secret values and secret-shaped text; see the module docstring."""
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        self.values: set[str] = set()
+        self.add(values)
+
+    def add(self, values: Iterable[str]) -> None:
+        for v in values:
+            if isinstance(v, str) and len(v.strip()) >= MIN_LITERAL:
+                self.values.add(v.strip())
+        # Longest first, so a secret that contains another is replaced whole.
+        ordered = sorted(self.values, key=len, reverse=True)
+        self._literal = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    # -- text ------------------------------------------------------------------------
+    def text(self, text: str) -> str:
+        if not text:
+            return text
+        if self._literal is not None:
+            text = self._literal.sub(REDACTED, text)
+        for pattern, replacement in _PATTERNS:
+            text = pattern.sub(replacement, text)
+        return text
+
+    # -- structured data ---------------------------------------------------------------
+    def data(self, obj: Any) -> Any:
+        """A redacted copy: secret-named keys lose their values, strings are scrubbed."""
+        if isinstance(obj, dict):
+            out: dict[Any, Any] = {}
+            # Kubernetes env entries and similar: {"name": "AWS_SECRET_ACCESS_KEY", "value": ...}
+            named_secret = isinstance(obj.get("name"), str) and is_secret_name(obj["name"]) \
+                and "value" in obj
+            for k, v in obj.items():
+                scalar = isinstance(v, (str, int, float, bytes)) and not isinstance(v, bool)
+                if (named_secret and k == "value") or (
+                        isinstance(k, str) and is_secret_name(k) and scalar):
+                    out[k] = REDACTED
+                else:
+                    out[k] = self.data(v)
+            return out
+        if isinstance(obj, (list, tuple)):
+            return [self.data(v) for v in obj]
+        if isinstance(obj, str):
+            return self.text(obj)
+        return obj
+
+    # -- where credentials are found -----------------------------------------------
+    @classmethod
+    def from_environment(cls, extra_env: dict[str, str] | None = None,
+                         kubeconfigs: Iterable[str | None] = ()) -> Redactor:
+        values: list[str] = []
+        for env in (os.environ, extra_env or {}):
+            for name, value in env.items():
+                if is_secret_name(name):
+                    values.append(value)
+        values += [v.strip() for v in os.environ.get("WINSTOR_REDACT", "").split(",")]
+        paths = list(kubeconfigs) + os.environ.get("KUBECONFIG", "").split(os.pathsep)
+        for path in dict.fromkeys(p for p in paths if p):
+            values += kubeconfig_secrets(path)
+        return cls(values)
+
+
+def kubeconfig_secrets(path: str) -> list[str]:
+    """Every credential-like value in a kubeconfig's users (tokens, keys, passwords,
+    exec environment); an unreadable file has none."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return []
+    found: list[str] = []
+
+    def walk(obj: Any, secret: bool) -> None:
+        if isinstance(obj, dict):
+            named = isinstance(obj.get("name"), str) and is_secret_name(obj["name"])
+            for k, v in obj.items():
+                walk(v, secret or (isinstance(k, str) and is_secret_name(k))
+                     or (named and k == "value"))
+        elif isinstance(obj, list):
+            for v in obj:
+                walk(v, secret)
+        elif isinstance(obj, str) and secret:
+            found.append(obj)
+
+    if isinstance(data, dict):
+        for user in data.get("users") or []:
+            if isinstance(user, dict):
+                walk(user.get("user"), False)
+    return found
+
+
+def redacted_kubeconfig(path: str | None) -> dict[str, Any] | None:
+    """What a kubeconfig says about clusters and contexts, with its credentials removed
+    (for the effective configuration in bundles)."""
+    if not path:
+        return None
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return {"path": path, "error": "unreadable"}
+    if not isinstance(data, dict):
+        return {"path": path, "error": "not a kubeconfig"}
+    clusters = [{"name": c.get("name"), "server": (c.get("cluster") or {}).get("server")}
+                for c in data.get("clusters") or [] if isinstance(c, dict)]
+    contexts = [{"name": c.get("name"), **{k: v for k, v in (c.get("context") or {}).items()
+                                          if k in ("cluster", "user", "namespace")}}
+                for c in data.get("contexts") or [] if isinstance(c, dict)]
+    users = [{"name": u.get("name"), "credentials": REDACTED if u.get("user") else None}
+             for u in data.get("users") or [] if isinstance(u, dict)]
+    return {"path": path, "current-context": data.get("current-context"),
+            "clusters": clusters, "contexts": contexts, "users": users}
