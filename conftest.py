@@ -6,4 +6,5 @@ pytest_plugins = [
     "fixtures.storage",
     "fixtures.workloads",
     "fixtures.nodes",
+    "fixtures.aws",
 ]

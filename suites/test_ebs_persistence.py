@@ -4,6 +4,7 @@ its files when the pod is replaced."""
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import pytest
 
@@ -131,11 +132,9 @@ def test_data_survives_pod_replacement(cluster: Cluster, seed_workload: Deferred
 @pytest.mark.winstor_check("EBS-VOLUME-01", "The EBS volume behind the claim is gp2, 1 GiB, "
                            "tagged, attached to the pod's node")
 def test_ebs_volume_facts(cluster: Cluster, seed_workload: Deferred[Workload],
-                          evidence: dict) -> None:
+                          aws: Any, evidence: dict) -> None:
     w = seed_workload.require()
-    session = cluster.aws_session()
-    if session is None:
-        pytest.skip(f"{cluster.name}: no AWS configuration to inspect EBS volumes")
+    session = aws
     pv = _pv_of(cluster, w)
     volume_id = _volume_id(pv)
     if volume_id is None:
@@ -172,11 +171,9 @@ def test_ebs_volume_facts(cluster: Cluster, seed_workload: Deferred[Workload],
 @pytest.mark.winstor_check("EBS-CLEANUP-01", "Deleting the claim deletes the EBS volume",
                            order=90)
 def test_volume_deleted_with_claim(cluster: Cluster, seed_workload: Deferred[Workload],
-                                   evidence: dict) -> None:
+                                   aws: Any, evidence: dict) -> None:
     w = seed_workload.require()
-    session = cluster.aws_session()
-    if session is None:
-        pytest.skip(f"{cluster.name}: no AWS configuration to inspect EBS volumes")
+    session = aws
     pv = _pv_of(cluster, w)
     volume_id = _volume_id(pv)
     name = w.deployment["metadata"]["name"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from winstor import awsfacts
@@ -64,10 +66,8 @@ def test_build_labels_match_os(cluster: Cluster, windows_nodes: list[dict],
 @pytest.mark.winstor_check("NODES-AMI-01", "Windows nodes run EKS-optimized Windows AMIs of "
                            "their build")
 def test_nodes_run_eks_optimized_amis(cluster: Cluster, windows_nodes: list[dict],
-                                      evidence: dict) -> None:
-    session = cluster.aws_session()
-    if session is None:
-        pytest.skip(f"{cluster.name}: no AWS configuration (region/credentials) to look up AMIs")
+                                      aws: Any, evidence: dict) -> None:
+    session = aws
     ids = {}
     for node in windows_nodes:
         provider = node["spec"].get("providerID", "")

@@ -558,6 +558,19 @@ class _Failure(Exception):
     suffix: bool = True
 
 
+def _require_path(bound: dict[str, Any]) -> None:
+    """-Path is mandatory; with -NonInteractive 5.1 fails instead of prompting."""
+    if "path" not in bound:
+        raise _Failure(
+            "Cannot process command because of one or more missing mandatory parameters: Path.",
+            "InvalidArgument",
+            "",
+            "",
+            "ParameterBindingException",
+            "MissingMandatoryParameter",
+        )
+
+
 @dataclass
 class _Session:
     view: ContainerView
@@ -1025,15 +1038,7 @@ class _Session:
                     )
 
     def _cmd_Get_Content(self, bound: dict[str, Any]) -> None:
-        if "path" not in bound:
-            raise _Failure(
-                "Cannot process command because of one or more missing mandatory parameters: Path.",
-                "InvalidArgument",
-                "",
-                "",
-                "ParameterBindingException",
-                "MissingMandatoryParameter",
-            )
+        _require_path(bound)
         full = self._full(bound["path"])
         entry = self._entry_or_missing(full)
         if entry.is_dir:
@@ -1065,15 +1070,7 @@ class _Session:
 
     def _cmd_Set_Content(self, bound: dict[str, Any], append: bool = False) -> None:
         name = "Add-Content" if append else "Set-Content"
-        if "path" not in bound:
-            raise _Failure(
-                "Cannot process command because of one or more missing mandatory parameters: Path.",
-                "InvalidArgument",
-                "",
-                "",
-                "ParameterBindingException",
-                "MissingMandatoryParameter",
-            )
+        _require_path(bound)
         full = self._full(bound["path"])
         self._check_drive(full)
         value = str(bound.get("value", ""))
@@ -1153,15 +1150,7 @@ class _Session:
         self.out.append(_format_listing([(self.view.full_path(full + "\\.."), [entry])]))
 
     def _cmd_Remove_Item(self, bound: dict[str, Any]) -> None:
-        if "path" not in bound:
-            raise _Failure(
-                "Cannot process command because of one or more missing mandatory parameters: Path.",
-                "InvalidArgument",
-                "",
-                "",
-                "ParameterBindingException",
-                "MissingMandatoryParameter",
-            )
+        _require_path(bound)
         full = self._full(bound["path"])
         entry = self._entry_or_missing(full)
         if entry.is_dir and not bound.get("recurse") and self.view.listdir(full):
