@@ -174,14 +174,53 @@ def _cluster_notes(state: RunState) -> dict[str, dict[str, list[str]]]:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     workeroutput = getattr(config, "workeroutput", None)
+    state = config.stash[STATE]
     if workeroutput is not None:
-        workeroutput["winstor_notes"] = _cluster_notes(config.stash[STATE])
+        workeroutput["winstor_notes"] = _cluster_notes(state)
+    elif state.crashed_workers:
+        _sweep_after_crash(state)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
     notes = (getattr(node, "workeroutput", None) or {}).get("winstor_notes") or {}
-    node.config.stash[STATE].remote_notes.update(notes)
+    state = node.config.stash[STATE]
+    state.remote_notes.update(notes)
+    if error:
+        # A worker that died (SIGKILL, OOM) tore nothing down: its cluster's
+        # objects are swept by run label at the end.
+        state.crashed_workers.append(f"{getattr(node.gateway, 'id', '?')}: {error}"[:300])
+
+
+def _sweep_after_crash(state: RunState) -> None:
+    """Run `winstor janitor --run <this run>` on every cluster of the run."""
+    import os
+    import subprocess
+    import sys
+
+    s = state.settings
+    env = {**os.environ, **state.sim_aws_env}
+    for target in s.targets:
+        kubeconfig = target.kubeconfig or state.sim_kubeconfig or s.kubeconfig
+        cmd = [sys.executable, "-m", "winstor", "janitor", "--run", s.run_id]
+        if target.context:
+            cmd += ["--context", target.context]
+        if kubeconfig:
+            cmd.append(f"--kubeconfig={kubeconfig}")
+        if target.aws_region:
+            cmd.append(f"--aws-region={target.aws_region}")
+        if target.aws_profile:
+            cmd.append(f"--aws-profile={target.aws_profile}")
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+            lines = [ln for ln in done.stdout.splitlines() if ln.startswith(
+                ("removed", "NOT REMOVED", "janitor: removed"))]
+        except subprocess.TimeoutExpired:
+            lines = ["janitor: did not finish within 600 s"]
+        notes = state.remote_notes.setdefault(target.name, {})
+        notes.setdefault("notes", []).extend(
+            [f"a worker crashed ({'; '.join(state.crashed_workers)}); swept run {s.run_id}:"]
+            + [f"  {ln}" for ln in lines])
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -26,6 +26,7 @@ class RunState:
     clusters: dict[str, Cluster] = field(default_factory=dict)
     launch_error: str | None = None
     remote_notes: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    crashed_workers: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def ensure_sim(self) -> None:
