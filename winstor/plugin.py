@@ -96,6 +96,8 @@ def _xdist_controller(config: pytest.Config) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
+    if not hasattr(config, "workerinput"):
+        _install_interrupt_handler(config.stash[STATE])
     if _xdist_controller(config) and not config.option.collectonly:
         config.stash[STATE].ensure_sim()
 
@@ -190,6 +192,44 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
         # A worker that died (SIGKILL, OOM) tore nothing down: its cluster's
         # objects are swept by run label at the end.
         state.crashed_workers.append(f"{getattr(node.gateway, 'id', '?')}: {error}"[:300])
+
+
+def _install_interrupt_handler(state: RunState) -> None:
+    """The first Ctrl-C interrupts the run as usual, and pytest's teardown then
+    removes what the run created; a second Ctrl-C stops at once and says what
+    may be left and how to remove it."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    interrupted: list[bool] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if not interrupted:
+            interrupted.append(True)
+            raise KeyboardInterrupt
+        _stop_now(state)
+
+    signal.signal(signal.SIGINT, handler)
+
+
+def _stop_now(state: RunState) -> None:
+    import os
+    import sys
+
+    s = state.settings
+    lines = [f"winstor: interrupted again: stopping now, cleanup of run {s.run_id} was cut "
+             "short."]
+    for t in s.targets:
+        lines.append(f"winstor: {t.name} may still hold namespaces winstor-{s.run_id} and "
+                     f"winstor-{s.run_id}-host with their pods and claims (and EBS volumes), "
+                     "and gp2-windows if this run created it; remove them with: "
+                     f"winstor janitor --run {s.run_id}"
+                     + (f" --context {t.context}" if t.context else ""))
+    print("\n" + "\n".join(lines), file=sys.stderr, flush=True)
+    state.stop()
+    os._exit(130)
 
 
 def _sweep_after_crash(state: RunState) -> None:
