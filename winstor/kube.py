@@ -140,16 +140,18 @@ class Api:
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: str | None, context: str | None) -> Api:
+        conf = k8s_client.Configuration()
         try:
-            api_client = k8s_config.new_client_from_config(config_file=kubeconfig,
-                                                           context=context)
+            k8s_config.load_kube_config(config_file=kubeconfig, context=context,
+                                        client_configuration=conf, persist_config=False)
         except k8s_config.ConfigException as err:
             raise ConnectError(str(err).splitlines()[0]) from None
         except OSError as err:
             raise ConnectError(f"cannot read kubeconfig {kubeconfig}: {err.strerror}") from None
-        conf = api_client.configuration
-        conf.retries = False  # retries are ours: bounded, logged, idempotent only
-        return cls(api_client, context or "")
+        # Retries are ours (bounded, logged, idempotent calls only): urllib3 must not
+        # retry underneath, or every attempt would silently become four.
+        conf.retries = False
+        return cls(k8s_client.ApiClient(conf), context or "")
 
     @property
     def server(self) -> str:

@@ -1,0 +1,70 @@
+"""Retries are for idempotent calls on transient errors only, bounded, and logged."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from winstor.kube import NAMESPACES, Api, KubeError
+
+
+class _Throttling(BaseHTTPRequestHandler):
+    calls: list[str] = []
+
+    def _answer(self) -> None:
+        type(self).calls.append(self.command)
+        body = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                           "reason": "TooManyRequests", "code": 429,
+                           "message": "Too many requests"}).encode()
+        self.send_response(429)
+        self.send_header("Retry-After", "0")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_DELETE = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def throttled(tmp_path: Path) -> Iterator[Api]:
+    _Throttling.calls = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Throttling)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "t",
+        "clusters": [{"name": "t", "cluster": {
+            "server": f"http://127.0.0.1:{server.server_address[1]}"}}],
+        "users": [{"name": "t", "user": {"token": "x"}}],
+        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
+    yield Api.from_kubeconfig(str(kubeconfig), "t")
+    server.shutdown()
+
+
+def test_idempotent_reads_retry_a_bounded_number_of_times(throttled: Api, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="winstor.kube")
+    with pytest.raises(KubeError) as exc:
+        throttled.list(NAMESPACES)
+    assert exc.value.status == 429
+    assert _Throttling.calls == ["GET"] * 8
+    assert sum("retrying after transient error" in r.message for r in caplog.records) == 7
+
+
+def test_a_create_is_retried_but_never_duplicated(throttled: Api) -> None:
+    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}
+    with pytest.raises(KubeError):
+        throttled.create(NAMESPACES, body)
+    # Retried like a read; a retry finding its own earlier success adopts it
+    # (AlreadyExists with this run's label) instead of creating twice.
+    assert _Throttling.calls == ["POST"] * 8
