@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,3 +63,15 @@ def run_suite(args: list[str], tmp_path: Path, env: dict[str, str] | None = None
                           env=full_env)
     outcomes, messages, times = parse_junit(junit)
     return RunResult(proc.returncode, proc.stdout + proc.stderr, outcomes, messages, times)
+
+
+def eventually(fn: Callable[[], Any], timeout: float = 30.0, every: float = 0.1) -> Any:
+    """Poll `fn` until it returns something true; for self-tests watching a cluster
+    from outside (the product itself watches)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"not true within {timeout}s: {fn}")

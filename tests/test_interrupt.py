@@ -11,29 +11,32 @@ from pathlib import Path
 
 from kubernetes import client
 
-from helpers import ROOT
+from helpers import ROOT, eventually
 from inspect_cluster import api_client, leftovers
 
 
-def test_sigint_mid_run_leaves_nothing(sim_factory, tmp_path: Path) -> None:
-    sim = sim_factory(1, [])
+def _start_run(sim, tmp_path: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """Start a suite run and return once it has real objects out there: a running pod."""
     v1 = client.CoreV1Api(api_client(sim))
     env = {**os.environ, **sim.aws_env, "WINSTOR_REPORT_DIR": str(tmp_path / "reports")}
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q",
                              f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
-    deadline = time.monotonic() + 60
-    # Interrupt once the run has real objects out there: a Windows pod started.
-    while time.monotonic() < deadline:
-        pods = v1.list_pod_for_all_namespaces(
-            label_selector="app.kubernetes.io/managed-by=winstor").items
-        if any(p.status.phase == "Running" for p in pods):
-            break
-        time.sleep(0.05)
-    else:
+    try:
+        eventually(lambda: any(p.status.phase == "Running" for p in
+                               v1.list_pod_for_all_namespaces(
+                                   label_selector="app.kubernetes.io/managed-by=winstor").items),
+                   timeout=90, every=0.05)
+    except AssertionError:
         proc.kill()
-        raise AssertionError("the run never started a pod")
+        raise
+    return proc, env
+
+
+def test_sigint_mid_run_leaves_nothing(sim_factory, tmp_path: Path) -> None:
+    sim = sim_factory(1, [])
+    proc, _ = _start_run(sim, tmp_path)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert "KeyboardInterrupt" in out, out[-2000:]
@@ -48,19 +51,7 @@ def test_second_sigint_stops_at_once_and_says_what_is_left(sim_factory,
     sim = SimProcess(1, [], time_scale=0.02)
     sim.start()
     try:
-        v1 = client.CoreV1Api(api_client(sim))
-        env = {**os.environ, **sim.aws_env, "WINSTOR_REPORT_DIR": str(tmp_path / "reports")}
-        proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q",
-                                 f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1"],
-                                cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            pods = v1.list_pod_for_all_namespaces(
-                label_selector="app.kubernetes.io/managed-by=winstor").items
-            if any(p.status.phase == "Running" for p in pods):
-                break
-            time.sleep(0.05)
+        proc, env = _start_run(sim, tmp_path)
         proc.send_signal(signal.SIGINT)
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
+from helpers import eventually
 from inspect_cluster import ec2
 
 KUBECTL = shutil.which("kubectl")
@@ -25,16 +25,6 @@ def kubectl(sim, *args: str, check: bool = True) -> subprocess.CompletedProcess[
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
-
-
-def wait_until(fn, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 def test_get_nodes_wide_and_describe_default_class(shared_sim) -> None:
@@ -55,13 +45,13 @@ def test_seed_walkthrough(sim_factory, tmp_path: Path) -> None:
     storage_only = tmp_path / "storage.yaml"
     storage_only.write_text("\n---\n".join(d for d in docs if "kind: Deployment" not in d))
     kubectl(sim, "apply", "-f", str(storage_only))
-    wait_until(lambda: "WaitForFirstConsumer" in kubectl(
+    eventually(lambda: "WaitForFirstConsumer" in kubectl(
         sim, "get", "events", "-n", "windows").stdout)
     assert kubectl(sim, "get", "pvc", "-n", "windows", "ebs-windows-pv-claim",
                    "-o", "jsonpath={.status.phase}").stdout == "Pending"
     first = kubectl(sim, "apply", "-f", str(SEED)).stdout
     assert "deployment.apps/windows-server-ltsc2019 created" in first
-    wait_until(lambda: kubectl(sim, "get", "pvc", "-n", "windows", "ebs-windows-pv-claim",
+    eventually(lambda: kubectl(sim, "get", "pvc", "-n", "windows", "ebs-windows-pv-claim",
                                "-o", "jsonpath={.status.phase}").stdout == "Bound")
     assert "ProvisioningSucceeded" in kubectl(sim, "get", "events", "-n", "windows").stdout
     second = kubectl(sim, "apply", "-f", str(SEED)).stdout
@@ -77,7 +67,7 @@ def test_seed_walkthrough(sim_factory, tmp_path: Path) -> None:
                       "status.phase=Running", "-o", "name").stdout.split()
         return out[0].split("/", 1)[1] if len(out) == 1 else ""
 
-    pod = wait_until(running_pod)
+    pod = eventually(running_pod)
     ls = kubectl(sim, "exec", "-n", "windows", pod, "--", "powershell", "-Command", "ls").stdout
     assert "data" in ls.split() and "Directory: C:\\" in ls
     kubectl(sim, "exec", "-n", "windows", pod, "--", "powershell", "-Command",
@@ -86,7 +76,7 @@ def test_seed_walkthrough(sim_factory, tmp_path: Path) -> None:
                       "Get-Content C:\\nothing.txt", check=False)
     assert failing.returncode == 1 and "Cannot find path" in failing.stdout + failing.stderr
     kubectl(sim, "delete", "pod", "-n", "windows", pod)
-    replacement = wait_until(lambda: (p := running_pod()) and p != pod and p)
+    replacement = eventually(lambda: (p := running_pod()) and p != pod and p)
     back = kubectl(sim, "exec", "-n", "windows", replacement, "--", "powershell", "-Command",
                    "Get-Content C:\\data\\hello.txt").stdout
     assert back.strip() == "kept across pods"
@@ -114,4 +104,4 @@ def test_seed_walkthrough(sim_factory, tmp_path: Path) -> None:
         vols = ec2(sim).describe_volumes(Filters=[{"Name": "volume-id",
                                                    "Values": [volume_id]}])["Volumes"]
         return not vols
-    wait_until(volume_gone)
+    eventually(volume_gone)

@@ -6,27 +6,15 @@ shows it, seen through the official client."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from helpers import eventually
 from inspect_cluster import api_client
 
 SERVERCORE = "mcr.microsoft.com/windows/servercore:ltsc2019"
-
-
-def eventually(fn: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not true within {timeout}s: {fn}")
 
 
 @pytest.fixture(scope="module")
