@@ -1,19 +1,16 @@
 """The check catalog's identity: stable ids, titles and capability markers.
 
-A check is a pytest test marked with `@check("EBS-PERSIST-01", ...)`. The id
-is what reports, bundles and people refer to; it never changes meaning once
-published. Markers say what a check needs, so a cluster that lacks it skips
-the check with a stated reason (or fails it, when certifying).
+A check is a pytest test marked `@pytest.mark.winstor_check("EBS-PERSIST-01",
+title, order=N)`; `order` places checks that tear shared objects down after
+those that read them. The id is what reports, bundles and people refer to; it
+never changes meaning once published. Markers say what a check needs, so a
+cluster that lacks it skips the check with a stated reason (or fails it, when
+certifying).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
-
 import pytest
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 MARKERS: dict[str, str] = {
     "storageclass": "checks of StorageClasses (default class, gp2-windows, CSI migration)",
@@ -26,20 +23,6 @@ MARKERS: dict[str, str] = {
     "aws": "checks that need AWS API access (boto3)",
     "disruptive": "checks that delete or replace workload pods",
 }
-
-
-def check(check_id: str, title: str, *, order: int = 50) -> Callable[[F], F]:
-    """Mark a test as catalog check `check_id`.
-
-    `order` places checks that tear shared objects down (cleanup checks) after
-    the ones that read them; lower runs first.
-    """
-
-    def wrap(fn: F) -> F:
-        fn = pytest.mark.winstor_check(check_id, title, order=order)(fn)
-        return fn
-
-    return wrap
 
 
 def check_of(item: pytest.Item) -> tuple[str, str, int] | None:
