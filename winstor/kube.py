@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -136,7 +135,6 @@ class Api:
     def __init__(self, api_client: k8s_client.ApiClient, context: str) -> None:
         self.client = api_client
         self.context = context
-        self._lock = threading.Lock()
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: str | None, context: str | None) -> Api:

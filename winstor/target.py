@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,5 +162,3 @@ class Cluster:
         finally:
             p.end = time.time()
 
-
-Cleanup = Callable[[], None]

@@ -17,7 +17,7 @@ from .controllers import Controllers
 from .errors import ApiError
 from .events import Recorder
 from .faults import Faults
-from .kinds import Kind, kind_of
+from .kinds import Kind
 from .metrics import Metrics
 from .registry import Registry
 from .schema import SchemaRegistry
@@ -29,8 +29,6 @@ from .workloads import ExecTarget, Workloads
 
 log = logging.getLogger("winstor.sim.cluster")
 
-PODS = kind_of("v1", "Pod")
-PVCS = kind_of("v1", "PersistentVolumeClaim")
 
 
 class Cluster:

@@ -232,7 +232,6 @@ class Kubelet(Controller):
 
     def _pull_error(self, image: str, node_os: str) -> str | None:
         ref = image if ":" in image.rsplit("/", 1)[-1] else image + ":latest"
-        host = ref.split("/", 1)[0] if "." in ref.split("/", 1)[0] else "docker.io"
         if "image-pull-fails" in self.cluster.scenarios and image.startswith(SERVERCORE):
             return (f'rpc error: code = NotFound desc = failed to pull and unpack image '
                     f'"{ref}": failed to resolve reference "{ref}": {ref}: not found')
@@ -240,7 +239,6 @@ class Kubelet(Controller):
         if image_os not in ("any", node_os):
             return (f'rpc error: code = NotFound desc = failed to pull and unpack image '
                     f'"{ref}": no match for platform in manifest: not found')
-        _ = host
         return None
 
     def _check_platform(self, pod: dict, container: dict, node_os: str) -> None:
