@@ -154,9 +154,9 @@ def run(api: Api, namespace: str, pod: str, command: list[str], *,
 
 def run_probe(api: Api, namespace: str, pod: str, name: str, params: dict | None = None, *,
               container: str | None = None, shell: str = "powershell.exe",
-              timeout: float = 120) -> probes.ProbeResult:
+              libs: tuple[str, ...] = (), timeout: float = 120) -> probes.ProbeResult:
     """Run one probe; raise `probes.ProbeError` unless it printed one JSON line."""
     probe = probes.load_probe(name)
-    command = probes.command(probe, params or {}, shell=shell)
+    command = probes.command(probe, params or {}, shell=shell, libs=libs)
     result = run(api, namespace, pod, command, container=container, timeout=timeout)
     return probes.parse_output(name, result.stdout, result.stderr, result.exit_code)

@@ -155,9 +155,11 @@ def load_probe(name: str) -> Probe:
     return Probe(name=name, version=header[1], text=text)
 
 
-def build_script(probe: Probe, params: dict[str, Any]) -> str:
+def build_script(probe: Probe, params: dict[str, Any], libs: tuple[str, ...] = ()) -> str:
     """The script to run: header, parameters as a JSON here-string, the shared
-    prelude of helper functions, then the probe body.
+    prelude of helper functions, the profile's extra `libs` (the kind profile
+    adds `stand-in`, the Windows cmdlets a Linux stand-in lacks), then the
+    probe body. The probe file itself is the same on every profile.
 
     The JSON is compact and ASCII-only (json.dumps escapes everything else), so
     it is one line that can never contain the here-string terminator `'@` at a
@@ -165,12 +167,20 @@ def build_script(probe: Probe, params: dict[str, Any]) -> str:
     """
     payload = json.dumps(params, separators=(",", ":"), ensure_ascii=True, sort_keys=True)
     return (f"{probe.header}\n$WinstorParams = @'\n{payload}\n'@ | ConvertFrom-Json\n"
-            f"{prelude()}{probe.body}")
+            f"{prelude()}{''.join(lib(name) for name in libs)}{probe.body}")
 
 
 def prelude() -> str:
     """The helper functions every probe body may call (`lib/prelude.ps1`)."""
-    return (PROBES_DIR / "lib" / "prelude.ps1").read_text(encoding="utf-8").replace("\r\n", "\n")
+    return lib("prelude")
+
+
+def lib(name: str) -> str:
+    """The text of `lib/<name>.ps1` (functions only), with LF line ends."""
+    path = PROBES_DIR / "lib" / f"{name}.ps1"
+    if not path.is_file():
+        raise FileNotFoundError(f"no probe library {name!r} (looked for {path})")
+    return path.read_text(encoding="utf-8").replace("\r\n", "\n")
 
 
 def encode_script(script: str) -> str:
@@ -178,8 +188,9 @@ def encode_script(script: str) -> str:
     return base64.b64encode(script.encode("utf-16-le")).decode("ascii")
 
 
-def command(probe: Probe, params: dict[str, Any], shell: str = "powershell.exe") -> list[str]:
-    """The exec command list that runs `probe` with `params`."""
+def command(probe: Probe, params: dict[str, Any], shell: str = "powershell.exe",
+            libs: tuple[str, ...] = ()) -> list[str]:
+    """The exec command list that runs `probe` with `params` (and the extra `libs`)."""
     argv = [
         shell,
         "-NoLogo",
@@ -188,7 +199,7 @@ def command(probe: Probe, params: dict[str, Any], shell: str = "powershell.exe")
         "-ExecutionPolicy",
         "Bypass",
         "-EncodedCommand",
-        encode_script(build_script(probe, params)),
+        encode_script(build_script(probe, params, libs)),
     ]
     length = sum(len(arg) + 1 for arg in argv)
     if length > MAX_COMMAND_LINE:
