@@ -8,11 +8,18 @@ itself.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 
 import pytest
 
 from winstor.launcher import SimProcess
+
+# A developer's `winstor kind up` must not redirect the self-tests' pytest runs
+# (a plain run follows those settings): point them at a directory that never exists.
+os.environ["WINSTOR_KIND_STATE"] = os.path.join(tempfile.gettempdir(),
+                                                f"winstor-selftest-{os.getpid()}-no-kind")
 
 
 @pytest.fixture

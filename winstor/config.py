@@ -84,6 +84,7 @@ class ClusterTarget:
     fsx_share: str | None = None
     host_path: str = DEFAULT_HOST_PATH
     windows_image: str | None = None
+    aws_env: dict[str, str] = field(default_factory=dict, compare=False)  # e.g. a moto endpoint
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 

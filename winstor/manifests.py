@@ -17,6 +17,8 @@ import yaml
 
 import winstor
 
+from .profiles import EKS, Profile
+
 ROOT = Path(winstor.__file__).resolve().parent.parent / "manifests"
 
 
@@ -45,36 +47,38 @@ def claim(namespace: str, labels: dict[str, str]) -> dict:
     return _label(load("pvc-ebs-windows.yaml"), labels, namespace)
 
 
-def _container_image(pod_spec: dict, image: str) -> None:
-    for c in pod_spec["containers"]:
-        c["image"] = image
-
-
-def deployment(namespace: str, labels: dict[str, str], image: str, build: str) -> dict:
+def deployment(namespace: str, labels: dict[str, str], image: str, build: str,
+               profile: Profile = EKS) -> dict:
     dep = _label(load("deployment-windows-server.yaml"), labels, namespace)
-    spec = dep["spec"]["template"]["spec"]
-    spec["nodeSelector"]["node.kubernetes.io/windows-build"] = build
-    _container_image(spec, image)
-    dep["spec"]["template"]["metadata"]["labels"].update(labels)
+    template = dep["spec"]["template"]
+    template["spec"]["nodeSelector"]["node.kubernetes.io/windows-build"] = build
+    template["spec"] = profile.render_pod_spec(template["spec"], image)
+    template["metadata"]["labels"].update(labels)
     return dep
 
 
 def fsx_pod(namespace: str, labels: dict[str, str], image: str, host_path: str, *,
-            name: str = "test-fsx", node: str | None = None, build: str | None = None) -> dict:
+            name: str = "test-fsx", node: str | None = None, build: str | None = None,
+            profile: Profile = EKS) -> dict:
     pod = _label(load("pod-test-fsx.yaml"), labels, namespace)
     pod["metadata"]["name"] = name
     spec = pod["spec"]
-    _container_image(spec, image)
     spec["volumes"][0]["hostPath"]["path"] = host_path
     if build:
         spec["nodeSelector"]["node.kubernetes.io/windows-build"] = build
     if node:
         spec["nodeSelector"]["kubernetes.io/hostname"] = node
+    pod["spec"] = profile.render_pod_spec(spec, image)
     return pod
 
 
-def node_probe_pod(namespace: str, labels: dict[str, str], node: str, name: str) -> dict:
-    pod = _label(load("pod-hostprocess-probe.yaml"), labels, namespace)
+def node_probe_pod(namespace: str, labels: dict[str, str], node: str, name: str,
+                   profile: Profile = EKS) -> dict:
+    """The pod that runs node-level probes on `node`: HostProcess on Windows nodes,
+    the stand-in with the node directory on kind."""
+    seed = "pod-hostprocess-probe.yaml" if profile.stand_in_image is None \
+        else "pod-stand-in-node-probe.yaml"
+    pod = _label(load(seed), labels, namespace)
     pod["metadata"]["name"] = name
     pod["spec"]["nodeSelector"]["kubernetes.io/hostname"] = node
     return pod

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from . import checks
+from . import checks, profiles
 from .config import ConfigError
 from .runstate import RunState
 from .settings import OPTIONS, env_name, ini_name, resolve
@@ -115,6 +115,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
              + ", ".join(t.name for t in s.targets)]
     if s.sim_scenarios:
         lines.append(f"winstor: scenarios {', '.join(s.sim_scenarios)}")
+    if s.kind_settings:
+        lines.append(f"winstor: following `winstor kind up` ({s.kind_settings}); "
+                     "`winstor kind down` or --profile eks to use the embedded cluster")
     return lines
 
 
@@ -138,11 +141,18 @@ def cluster_of(item: pytest.Item) -> str | None:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist turns xdist_group marks into node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    order = {t.name: i for i, t in enumerate(config.stash[STATE].settings.targets)}
+    settings = config.stash[STATE].settings
+    order = {t.name: i for i, t in enumerate(settings.targets)}
+    lacks = profiles.get(settings.profile).lacks
     for item in items:
         name = cluster_of(item)
         if name:
             item.add_marker(pytest.mark.xdist_group(name=name))
+        missing = [m for m in lacks if checks.check_of(item) and item.get_closest_marker(m)]
+        if missing:
+            # Declared, not discovered: the profile cannot have what the check judges.
+            item.add_marker(pytest.mark.skip(
+                reason=f"profile {settings.profile}: {lacks[missing[0]]}"))
     position = {id(item): i for i, item in enumerate(items)}
     items.sort(key=lambda it: (order.get(cluster_of(it) or "", -1),
                                (checks.check_of(it) or ("", "", 50))[2], position[id(it)]))

@@ -286,7 +286,7 @@ def wait_pod_ready(cluster: Cluster, namespace: str, name: str, *, windows: bool
 def create_deployment(cluster: Cluster, namespace: str) -> dict:
     check_image_runs(cluster)
     body = manifests.deployment(namespace, cluster.labels(), cluster.image(),
-                                cluster.windows_build)
+                                cluster.windows_build, cluster.platform)
     return cluster.api.create(DEPLOYMENTS, body, namespace)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from . import kindstate
 from .config import ClusterTarget, ConfigError, Timeouts, load_clusters_file, safe_name
 
 OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
@@ -65,6 +66,7 @@ class Settings:
     timeouts: Timeouts
     keep_on_failure: bool
     run_id: str
+    kind_settings: str | None = None  # the `winstor kind up` settings this run follows
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -107,7 +109,8 @@ def kubeconfig_contexts(path: str | None) -> tuple[str, list[str]]:
 
 
 def resolve(config: Any, scenario_names: set[str], run_id: str | None = None) -> Settings:
-    profile = _get(config, "--profile") or "eks"
+    chosen_profile = _get(config, "--profile")
+    profile = chosen_profile or "eks"
     if profile not in ("eks", "kind"):
         raise ConfigError(f"--profile must be eks or kind, not {profile!r}")
     contexts: list[str] = _get(config, "--context") or []
@@ -148,6 +151,20 @@ def resolve(config: Any, scenario_names: set[str], run_id: str | None = None) ->
     else:
         targets = [ClusterTarget(name=f"sim-{i}", context=f"sim-{i}")
                    for i in range(1, sim_n + 1)]
+    kind_settings = None
+    if use_sim and not scenarios and chosen_profile != "eks":
+        # After `winstor kind up`, a plain run checks that kind cluster.
+        kind = kindstate.load()
+        if kind is not None:
+            used, known = kubeconfig_contexts(kind.kubeconfig)
+            if kind.context not in known:
+                raise ConfigError(f"{kind.path}: context {kind.context!r} is not in {used}; "
+                                  "run `winstor kind down` (and `winstor kind up` again)")
+            profile, use_sim, kubeconfig = "kind", False, kind.kubeconfig
+            kind_settings = str(kind.path)
+            targets = [ClusterTarget(name=safe_name(kind.context), context=kind.context,
+                                     kubeconfig=kind.kubeconfig, aws_env=dict(kind.aws_env),
+                                     aws_region=kind.aws_env.get("AWS_DEFAULT_REGION"))]
     if scenarios and not use_sim:
         raise ConfigError("--sim-scenario applies to the embedded cluster only (no --context "
                           "or --clusters)")
@@ -165,7 +182,8 @@ def resolve(config: Any, scenario_names: set[str], run_id: str | None = None) ->
     return Settings(profile=profile, targets=targets, kubeconfig=kubeconfig, use_sim=use_sim,
                     sim_clusters=sim_n, sim_scenarios=scenarios, windows_image=windows_image,
                     timeouts=timeouts, keep_on_failure=bool(_get(config, "--keep-on-failure")),
-                    run_id=run_id or _get(config, "--run-id") or new_run_id())
+                    run_id=run_id or _get(config, "--run-id") or new_run_id(),
+                    kind_settings=kind_settings)
 
 
 def _with_image(t: ClusterTarget, image: str) -> ClusterTarget:

@@ -20,6 +20,8 @@ import urllib3
 
 from .config import DEFAULT_BUILD, IMAGES_BY_BUILD, ClusterTarget, Timeouts
 from .kube import NODES, Api, ConnectError, KubeError
+from .profiles import Profile
+from .profiles import get as get_profile
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 RUN_LABEL = "winstor.io/run"
@@ -53,6 +55,12 @@ class Cluster:
     @property
     def name(self) -> str:
         return self.target.name
+
+    @property
+    def platform(self) -> Profile:
+        """The rules of this cluster's profile: which nodes play Windows nodes, how
+        pods are rendered, which shell runs probes, where the seed's paths live."""
+        return get_profile(self.profile)
 
     def __repr__(self) -> str:
         return f"<Cluster {self.name}>"
@@ -100,8 +108,8 @@ class Cluster:
         return self.facts["nodes"]
 
     def windows_nodes(self) -> list[dict]:
-        return [n for n in self.nodes()
-                if (n["metadata"].get("labels") or {}).get("kubernetes.io/os") == "windows"]
+        """The nodes that run the Windows workloads (on kind: their stand-ins)."""
+        return [n for n in self.nodes() if self.platform.is_windows_node(n)]
 
     @property
     def windows_build(self) -> str:
@@ -118,9 +126,12 @@ class Cluster:
         return str(builds.most_common(1)[0][0])
 
     def image(self) -> str:
-        """`--windows-image`, else servercore for the workloads' Windows build."""
+        """`--windows-image`, else the profile's stand-in, else servercore for the
+        workloads' Windows build."""
         if self.target.windows_image:
             return self.target.windows_image
+        if self.platform.stand_in_image:
+            return self.platform.stand_in_image
         return IMAGES_BY_BUILD.get(self.windows_build, IMAGES_BY_BUILD[DEFAULT_BUILD])
 
     def keep_objects(self) -> bool:
@@ -139,7 +150,7 @@ class Cluster:
             return self.facts["aws_session"]
         from . import awsfacts
         session = None
-        env = dict(self.aws_env)
+        env = {**self.aws_env, **self.target.aws_env}
         region = self.target.aws_region or env.get("AWS_DEFAULT_REGION") or \
             os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         if env:
