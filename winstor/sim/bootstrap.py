@@ -5,6 +5,12 @@ Node objects with the labels EKS sets, the default `gp2` class exactly as EKS
 ships it, the EBS CSI driver objects, and on each Windows node csi-proxy and
 an SMB Global Mapping of the FSx share. Scenarios remove or bend exactly one
 of these things.
+
+For the `kind` flavour: the nodes kind creates (a tainted control plane and a
+worker labelled `winstor.io/windows-stand-in=true`), kind's `standard`
+local-path class, the FSx file system in moto that the stand-in share plays,
+and on the stand-in the node directory `/winstor` with the share and the
+record of its "mapping" (absent under `smb-mapping-missing`).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from .kinds import kind_of
-from .topology import KERNEL_REVISION, OS_IMAGES, NodePlan
+from .topology import KERNEL_REVISION, KIND_CLUSTER, KIND_HOST_KERNEL, OS_IMAGES, NodePlan
 
 if TYPE_CHECKING:
     from .cluster import Cluster
@@ -27,6 +33,9 @@ DAEMONSET = kind_of("apps/v1", "DaemonSet")
 
 EBS_DRIVER = "ebs.csi.aws.com"
 SHARE_DIR = "Directory\\app-state"
+STAND_IN_LABEL = "winstor.io/windows-stand-in"
+# kindest/node images per Kubernetes minor (kind v0.25/v0.26).
+KIND_NODE_VERSIONS = {"1.31": "v1.31.2", "1.32": "v1.32.0"}
 
 
 async def seed(cluster: Cluster) -> None:
@@ -37,7 +46,7 @@ async def seed(cluster: Cluster) -> None:
             "kubernetes.io/metadata.name": ns}}, "spec": {"finalizers": ["kubernetes"]},
             "status": {"phase": "Active"}})
     aws_nodes: dict[str, Any] = {}
-    if cluster.aws is not None and plan.flavour == "eks":
+    if cluster.aws is not None:  # kind too: no instances, but the FSx its share plays
         loop = asyncio.get_running_loop()
         cluster.aws_cluster = await loop.run_in_executor(None, cluster.aws.seed_for_plan, plan)
         aws_nodes = cluster.aws_cluster.nodes
@@ -45,6 +54,8 @@ async def seed(cluster: Cluster) -> None:
     for node in plan.nodes:
         facts = aws_nodes.get(node.name)
         store.create(NODE, _node_object(cluster, node, facts))
+        if plan.flavour == "kind":
+            cluster.workloads.add_linux_node(node)
         if node.os == "windows":
             cluster.workloads.add_windows_node(node, csi_proxy=_csi_proxy_version(facts)
                                                if "no-csi-proxy" not in cluster.scenarios
@@ -79,7 +90,10 @@ async def seed(cluster: Cluster) -> None:
                 "storageclass.kubernetes.io/is-default-class": "true"}},
             "provisioner": "rancher.io/local-path", "reclaimPolicy": "Delete",
             "volumeBindingMode": "WaitForFirstConsumer"})
-        cluster.workloads.make_share_dirs()
+        fsx = cluster.aws_cluster.fsx if cluster.aws_cluster is not None else None
+        missing = fsx is None or "smb-mapping-missing" in cluster.scenarios
+        cluster.workloads.set_up_stand_ins(None if missing else fsx.share_remote_path,
+                                           SHARE_DIR.replace("\\", "/"))
 
 
 def _csi_proxy_version(facts: Any) -> str:
@@ -95,11 +109,14 @@ def _node_object(cluster: Cluster, node: NodePlan, facts: Any) -> dict:
         "kubernetes.io/os": node.os, "beta.kubernetes.io/os": node.os,
         "kubernetes.io/arch": "amd64", "beta.kubernetes.io/arch": "amd64",
         "kubernetes.io/hostname": node.name,
-        "topology.kubernetes.io/zone": node.zone,
-        "topology.kubernetes.io/region": plan.region,
-        "failure-domain.beta.kubernetes.io/zone": node.zone,
-        "failure-domain.beta.kubernetes.io/region": plan.region,
     }
+    if plan.flavour == "eks":  # kind has no cloud provider: no topology labels
+        labels.update({
+            "topology.kubernetes.io/zone": node.zone,
+            "topology.kubernetes.io/region": plan.region,
+            "failure-domain.beta.kubernetes.io/zone": node.zone,
+            "failure-domain.beta.kubernetes.io/region": plan.region,
+        })
     if plan.flavour == "eks":
         labels.update({
             "node.kubernetes.io/instance-type": node.instance_type,
@@ -115,6 +132,9 @@ def _node_object(cluster: Cluster, node: NodePlan, facts: Any) -> dict:
         labels["node.kubernetes.io/windows-build"] = node.label_build
     if plan.flavour == "kind" and node.name.endswith("control-plane"):
         labels["node-role.kubernetes.io/control-plane"] = ""
+        labels["node.kubernetes.io/exclude-from-external-load-balancers"] = ""
+    if node.stand_in:
+        labels[STAND_IN_LABEL] = "true"
     windows = node.os == "windows"
     build = node.windows_build or ""
     patch = plan.kube_version
@@ -131,6 +151,14 @@ def _node_object(cluster: Cluster, node: NodePlan, facts: Any) -> dict:
     spec: dict[str, Any] = {}
     if plan.flavour == "eks":
         spec["providerID"] = facts.provider_id if facts else f"aws:///{node.zone}/i-unknown"
+    else:
+        # A kind node is a kindest/node container on the host's kernel.
+        release = KIND_NODE_VERSIONS.get(plan.kube_version, f"v{plan.kube_version}.0")
+        info.update(kernelVersion=KIND_HOST_KERNEL, osImage="Debian GNU/Linux 12 (bookworm)",
+                    containerRuntimeVersion="containerd://1.7.24", kubeletVersion=release)
+        spec["providerID"] = f"kind://docker/{KIND_CLUSTER}/{node.name}"
+        spec["podCIDR"] = f"10.244.{plan.nodes.index(node)}.0/24"
+        spec["podCIDRs"] = [spec["podCIDR"]]
     if plan.flavour == "kind" and node.name.endswith("control-plane"):
         spec["taints"] = [{"key": "node-role.kubernetes.io/control-plane",
                            "effect": "NoSchedule"}]
@@ -154,8 +182,8 @@ def _node_object(cluster: Cluster, node: NodePlan, facts: Any) -> dict:
         "status": {
             "capacity": capacity, "allocatable": capacity, "conditions": conditions,
             "addresses": [{"type": "InternalIP", "address": node.ip},
-                          {"type": "Hostname", "address": node.name},
-                          {"type": "InternalDNS", "address": node.name}],
+                          {"type": "Hostname", "address": node.name}]
+            + ([{"type": "InternalDNS", "address": node.name}] if plan.flavour == "eks" else []),
             "nodeInfo": info, "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
         },
     }

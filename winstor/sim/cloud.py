@@ -36,7 +36,8 @@ class SimCloud:
         nodes = tuple(NodeSeed(name=n.name, os=n.os,  # type: ignore[arg-type]
                                windows_build=n.windows_build if n.os == "windows" else None,
                                zone=n.zone, instance_type=n.instance_type,
-                               nodegroup=n.nodegroup) for n in plan.nodes)
+                               nodegroup=n.nodegroup) for n in plan.nodes
+                      if plan.flavour == "eks")  # kind nodes are containers, not EC2 instances
         return self.backend.seed_cluster(ClusterSeed(
             name=plan.name, k8s_version=plan.kube_version, nodes=nodes,
             ami_release=AMI_RELEASES[plan.index % 2]))

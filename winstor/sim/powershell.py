@@ -21,6 +21,14 @@ Faithful details that the suite may observe: `-EncodedCommand` with redirected
 stderr serialises the error stream as CLIXML (`#< CLIXML`), module auto-loading
 emits a "Preparing modules for first use." progress record there, stdout goes
 through the OEM code page (437) so non-ASCII becomes `?`, and lines end in CRLF.
+
+In a Linux container (the kind flavour's `LinuxContainerView`) the executables
+are `pwsh` (PowerShell images only) and a few GNU tools (`ls`, `cat`, `mkdir`,
+`rm`, `hostname`, see `winstor.sim.linux`); anything else fails as runc does
+(`executable file not found in $PATH`, exit 126). pwsh there behaves as on
+Linux: POSIX paths relative to `/`, LF line ends, UTF-8, the Unix listing
+columns, and the aliases that shadow native tools (`ls`, `cat`, `rm`, `mkdir`,
+...) gone, so those words run the native tools.
 """
 
 from __future__ import annotations
@@ -38,8 +46,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
-from winstor.sim import twins
+from winstor.sim import linux, twins
+from winstor.sim.linux import LinuxContainerView
 from winstor.sim.windows import ContainerView, Entry, WinError, join_path, split_path
+
+View = ContainerView | LinuxContainerView
 
 __all__ = ["ExecResult", "run"]
 
@@ -75,13 +86,15 @@ _BAD_COMMAND_LINE = 64  # powershell's exit code for an unusable command line
 
 def run(
     argv: list[str],
-    view: ContainerView,
+    view: View,
     *,
     tty: bool = False,
     stdin: bytes = b"",
     random_bytes: Callable[[int], bytes] = os.urandom,
 ) -> ExecResult:
     """Run an exec command list in a container and return what the process produced."""
+    if isinstance(view, LinuxContainerView):
+        return _run_linux(argv, view, tty=tty, stdin=stdin, random_bytes=random_bytes)
     if not argv:
         return _not_found(view)
     program = _program(argv[0], view)
@@ -93,6 +106,23 @@ def run(
         return _Cmd(view).run(argv[1:])
     shell = "pwsh" if program == "pwsh" else "powershell"
     return _powershell(argv[1:], view, shell, tty=tty, stdin=stdin, random_bytes=random_bytes)
+
+
+def _run_linux(
+    argv: list[str],
+    view: LinuxContainerView,
+    *,
+    tty: bool,
+    stdin: bytes,
+    random_bytes: Callable[[int], bytes],
+) -> ExecResult:
+    program = linux.find_program(view, argv[0]) if argv else None
+    if program is None:
+        return ExecResult(*linux.exec_not_found(argv[0] if argv else ""))
+    if program == "pwsh":
+        return _powershell(argv[1:], view, "pwsh", tty=tty, stdin=stdin,
+                           random_bytes=random_bytes)
+    return ExecResult(*linux.run_native([program, *argv[1:]], view, tty=tty))
 
 
 def _program(arg0: str, view: ContainerView) -> str | None:
@@ -151,7 +181,7 @@ _PS_SWITCHES: tuple[tuple[str, str, bool], ...] = (
 
 def _powershell(
     args: list[str],
-    view: ContainerView,
+    view: View,
     shell: str,
     *,
     tty: bool,
@@ -200,6 +230,8 @@ def _powershell(
             return session.execute_file(value)
         index += 2
     if index < len(args):
+        if shell == "pwsh":
+            return session.execute_file(args[index])  # pwsh: the first argument is -File's
         return session.execute(" ".join(args[index:]), origin="command")
     # No command: an interactive shell reading stdin, which exec closed.
     text = stdin.decode("utf-8", errors="replace")
@@ -484,11 +516,11 @@ _PARAMS: dict[str, tuple[dict[str, bool], tuple[str, ...]]] = {
     "Get-Location": ({}, ()),
 }
 
-_NOT_RECOGNIZED = (
-    "The term '{0}' is not recognized as the name of a cmdlet, function, script file, "
-    "or operable program. Check the spelling of the name, or if a path was included, "
-    "verify that the path is correct and try again."
-)
+# pwsh on Linux and macOS removes these aliases so that the native tools run.
+_UNIX_SHADOWED = frozenset({"ac", "cat", "clear", "compare", "cp", "cpp", "diff", "kill", "ls",
+                            "man", "mkdir", "mount", "mv", "ps", "rm", "rmdir", "sleep", "sort",
+                            "start", "tee", "write"})
+_NATIVE = "<native>"
 
 _PROGRESS_CLIXML = (
     '<Obj S="progress" RefId="0"><TN RefId="0"><T>System.Management.Automation.PSCustomObject'
@@ -573,7 +605,7 @@ def _require_path(bound: dict[str, Any]) -> None:
 
 @dataclass
 class _Session:
-    view: ContainerView
+    view: View
     shell: str
     tty: bool = False
     random_bytes: Callable[[int], bytes] = os.urandom
@@ -586,14 +618,30 @@ class _Session:
     progress: bool = False
     variables: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.linux:
+            self.cwd = "/"
+
+    @property
+    def linux(self) -> bool:
+        return isinstance(self.view, LinuxContainerView)
+
+    @property
+    def nl(self) -> str:
+        """[Environment]::NewLine of the container's OS."""
+        return "\n" if self.linux else "\r\n"
+
     # -- results
     def result(self, code: int) -> ExecResult:
-        stdout = _oem("".join(self.out), self.shell)
+        # The interpreter writes CRLF throughout; on Linux every line ends in LF.
+        text = "".join(self.out)
+        stdout = _oem(text.replace("\r\n", "\n") if self.linux else text, self.shell)
         return ExecResult(stdout, self._stderr(), code)
 
     def _stderr(self) -> bytes:
         if not self.err and not self.progress:
             return b""
+        eol = "_x000A_" if self.linux else "_x000D__x000A_"
         if self.encoded and not self.tty:
             # 5.1 (and pwsh) serialise the error stream when the command was encoded
             # and stderr is redirected, as kubectl exec without -t redirects it.
@@ -605,17 +653,24 @@ class _Session:
                 parts.append(_PROGRESS_CLIXML)
             for record in self.err:
                 for line in record.split("\r\n")[:-1] or [record]:
-                    parts.append(f'<S S="Error">{_clixml_text(line)}_x000D__x000A_</S>')
+                    parts.append(f'<S S="Error">{_clixml_text(line)}{eol}</S>')
             parts.append("</Objs>")
             return _oem("".join(parts), self.shell)
-        return _oem("".join(self.err), self.shell)
+        text = "".join(self.err)
+        return _oem(text.replace("\r\n", "\n") if self.linux else text, self.shell)
 
     def bad_command_line(self, message: str) -> ExecResult:
-        return ExecResult(b"", _oem(message + "\r\n", self.shell), _BAD_COMMAND_LINE)
+        return ExecResult(b"", _oem(message + self.nl, self.shell), _BAD_COMMAND_LINE)
 
     # -- entry points
     def execute_file(self, path: str) -> ExecResult:
         full = self._full(path)
+        if self.shell == "pwsh" and not self.view.is_file(full):
+            return self.bad_command_line(
+                f"The argument '{path}' is not recognized as the name of a script file. Check "
+                "the spelling of the name, or if a path was included, verify that the path is "
+                "correct and try again."
+            )
         if not full.lower().endswith(".ps1") or not self.view.is_file(full):
             return self.bad_command_line(
                 f"The argument '{path}' to the -File parameter does not exist. Provide the path "
@@ -639,10 +694,13 @@ class _Session:
     # -- probes
     def _run_twin(self, found: twins.Twin, text: str) -> ExecResult:
         params = self._probe_params(text)
-        if found.autoloads_modules and not self.view.state.get("modules_loaded"):
+        if found.autoloads_modules and not self.linux and not self.view.state.get(
+                "modules_loaded"):
             self.view.state["modules_loaded"] = True
             self.progress = True
-        ctx = twins.TwinContext(view=self.view, shell=self.shell, random_bytes=self.random_bytes)
+        ctx = twins.TwinContext(view=self.view, shell=self.shell,  # type: ignore[arg-type]
+                                random_bytes=self.random_bytes,
+                                functions=twins.defined_functions(text))
         line, code = twins.run_twin(found, params, ctx)
         self.out.append(line + "\r\n")
         return self.result(code)
@@ -712,7 +770,7 @@ class _Session:
             return True
         if first.kind != "word" or first.value.lower() in _KEYWORDS:
             return self._unsupported(tokens, line_text)
-        command = _ALIASES.get(first.value.lower())
+        command = self._command(first.value)
         if command is None:
             return self._not_recognized(first, line_text)
         # Only "cmd | ..." pipes and "> file" redirections of simple commands are modelled.
@@ -732,7 +790,10 @@ class _Session:
         end = tokens[-1].end if tokens[-1].line == first.line else len(line_text)
         output_mark = len(self.out)
         try:
-            self._dispatch(command, tokens[1:])
+            if command == _NATIVE:
+                self._native(first.value, tokens[1:])
+            else:
+                self._dispatch(command, tokens[1:])
         except _Silent:
             return False
         except _Failure as failure:
@@ -742,10 +803,12 @@ class _Session:
             captured = "".join(self.out[output_mark:])
             del self.out[output_mark:]
             target, append = redirect
-            # Out-File's default in 5.1: UTF-16LE with a BOM.
-            data = captured.encode("utf-16-le")
-            if not append or not self.view.exists(self._full(target)):
-                data = b"\xff\xfe" + data
+            if self.shell == "pwsh":  # Out-File's default in pwsh: UTF-8 without a BOM
+                data = (captured.replace("\r\n", "\n") if self.linux else captured).encode()
+            else:  # and in 5.1: UTF-16LE with a BOM
+                data = captured.encode("utf-16-le")
+                if not append or not self.view.exists(self._full(target)):
+                    data = b"\xff\xfe" + data
             try:
                 self.view.write(self._full(target), data, append=append)
             except WinError as err:
@@ -766,9 +829,36 @@ class _Session:
         self.err.append(self._not_found_record(token, line_text))
         raise _Stop
 
+    def _command(self, word: str) -> str | None:
+        """What a command word runs: a modelled cmdlet, a native tool (`_NATIVE`), or None.
+
+        pwsh on Linux drops the aliases that would shadow native tools, and native
+        names are case-sensitive there; Windows executables do not exist."""
+        if not self.linux:
+            return _ALIASES.get(word.lower())
+        if word in self.view.shells and word != "pwsh":
+            return _NATIVE
+        lowered = word.lower()
+        if lowered in _UNIX_SHADOWED or lowered.endswith(".exe") or lowered == "cmd":
+            return None
+        return _ALIASES.get(lowered)
+
+    def _native(self, word: str, args: list[_Token]) -> None:
+        """Run a native tool with the arguments' values; its stderr passes straight through."""
+        values = [self._value(t) for t in args if not (t.kind == "op" and t.text == ",")]
+        assert isinstance(self.view, LinuxContainerView)
+        stdout, stderr, code = linux.run_native([word, *values], self.view, cwd=self.cwd,
+                                                tty=self.tty)
+        text = stdout.decode("utf-8", errors="replace")
+        self.out.extend(line + "\r\n" for line in text.splitlines())
+        if stderr:
+            self.err.append(stderr.decode("utf-8", errors="replace"))
+        if code != 0:
+            raise _Silent
+
     def _not_found_record(self, token: _Token, line_text: str) -> str:
         failure = _Failure(
-            _NOT_RECOGNIZED.format(token.value),
+            twins.not_recognized(token.value, self.shell, linux=self.linux),
             "ObjectNotFound",
             token.value,
             "String",
@@ -900,6 +990,14 @@ class _Session:
 
     # -- paths
     def _full(self, path: str) -> str:
+        if self.linux:
+            # The FileSystem provider takes either slash on Linux too; ~ is the home.
+            path = path.strip().replace("\\", "/")
+            if path.lower().startswith("microsoft.powershell.core/filesystem::"):
+                path = path.split("::", 1)[1]
+            if path == "~" or path.startswith("~/"):
+                path = "/root" + path[1:]
+            return linux.absolute(path, self.cwd)
         path = path.strip().replace("/", "\\")
         if path.lower().startswith("microsoft.powershell.core\\filesystem::"):
             path = path.split("::", 1)[1]
@@ -923,7 +1021,18 @@ class _Session:
             }
         return {"C"}
 
+    def _parent(self, full: str) -> str:
+        if self.linux:
+            return full.rsplit("/", 1)[0] or "/"
+        return self.view.full_path(full + "\\..")
+
+    def _join(self, directory: str, name: str) -> str:
+        sep = "/" if self.linux else "\\"
+        return directory.rstrip(sep) + sep + name
+
     def _check_drive(self, full: str) -> None:
+        if self.linux:
+            return  # one root, no drives
         if full[0].upper() not in self._drives():
             raise _Failure(
                 f"Cannot find drive. A drive with the name '{full[0].upper()}' does not exist.",
@@ -973,7 +1082,7 @@ class _Session:
         self.out.append(f"\r\nPath\r\n----\r\n{self.cwd}\r\n\r\n\r\n")
 
     def _cmd_Set_Location(self, bound: dict[str, Any]) -> None:
-        full = self._full(bound.get("path", "C:\\"))
+        full = self._full(bound.get("path", "~" if self.linux else "C:\\"))
         entry = self._entry_or_missing(full)
         if not entry.is_dir:
             raise _missing(full)
@@ -983,25 +1092,32 @@ class _Session:
         raw = bound.get("path", ".")
         full = self._full(raw)
         pattern = bound.get("filter")
-        last = split_path(full[2:])[-1] if split_path(full[2:]) else ""
-        if any(ch in last for ch in "*?"):
-            pattern = last
-            full = self.view.full_path(full[:2] + "\\" + join_path(*split_path(full[2:])[:-1]))
+        if self.linux:
+            last = full.rsplit("/", 1)[-1]
+            if any(ch in last for ch in "*?"):
+                pattern = last
+                full = self._parent(full)
+        else:
+            last = split_path(full[2:])[-1] if split_path(full[2:]) else ""
+            if any(ch in last for ch in "*?"):
+                pattern = last
+                full = self.view.full_path(
+                    full[:2] + "\\" + join_path(*split_path(full[2:])[:-1]))
         entry = self._entry_or_missing(full)
         show_hidden = bool(bound.get("force"))
         groups: list[tuple[str, list[Entry]]] = []
         if not entry.is_dir:
-            parent = self.view.full_path(full + "\\..")
-            groups.append((parent, [entry]))
+            groups.append((self._parent(full), [entry]))
         else:
             self._collect(full, pattern, show_hidden, bool(bound.get("recurse")), bound, groups)
         if bound.get("name"):
+            sep = "/" if self.linux else "\\"
             for directory, entries in groups:
-                prefix = directory[len(full) :].strip("\\")
+                prefix = directory[len(full) :].strip(sep)
                 for item in entries:
-                    self.out.append((prefix + "\\" if prefix else "") + item.name + "\r\n")
+                    self.out.append((prefix + sep if prefix else "") + item.name + "\r\n")
             return
-        self.out.append(_format_listing(groups))
+        self.out.append(_format_unix_listing(groups) if self.linux else _format_listing(groups))
 
     def _collect(
         self,
@@ -1029,7 +1145,7 @@ class _Session:
             for item in visible:
                 if item.is_dir:
                     self._collect(
-                        directory.rstrip("\\") + "\\" + item.name,
+                        self._join(directory, item.name),
                         pattern,
                         show_hidden,
                         recurse,
@@ -1074,7 +1190,7 @@ class _Session:
         full = self._full(bound["path"])
         self._check_drive(full)
         value = str(bound.get("value", ""))
-        text = value if bound.get("nonewline") else value + "\r\n"
+        text = value if bound.get("nonewline") else value + self.nl
         data = _encode_powershell(
             text,
             bound.get("encoding"),
@@ -1096,7 +1212,7 @@ class _Session:
     def _cmd_New_Item(self, bound: dict[str, Any]) -> None:
         path = bound.get("path", ".")
         if "name" in bound:
-            path = path.rstrip("\\") + "\\" + bound["name"]
+            path = self._join(path, bound["name"])
         full = self._full(path)
         self._check_drive(full)
         kind = str(bound.get("itemtype", bound.get("type", "File"))).lower()
@@ -1111,7 +1227,7 @@ class _Session:
                 "ArgumentException",
                 "Argument",
             )
-        parent = self.view.full_path(full + "\\..")
+        parent = self._parent(full)
         try:
             if kind == "directory":
                 if self.view.exists(full):
@@ -1147,7 +1263,8 @@ class _Session:
 
     def _show_item(self, full: str) -> None:
         entry = self.view.stat(full)
-        self.out.append(_format_listing([(self.view.full_path(full + "\\.."), [entry])]))
+        groups = [(self._parent(full), [entry])]
+        self.out.append(_format_unix_listing(groups) if self.linux else _format_listing(groups))
 
     def _cmd_Remove_Item(self, bound: dict[str, Any]) -> None:
         _require_path(bound)
@@ -1156,8 +1273,8 @@ class _Session:
         if entry.is_dir and not bound.get("recurse") and self.view.listdir(full):
             # The confirmation prompt cannot be shown: exec has no console input.
             raise _Failure(
-                "Windows PowerShell is in NonInteractive mode. Read and Prompt functionality is "
-                "not available.",
+                ("PowerShell" if self.shell == "pwsh" else "Windows PowerShell")
+                + " is in NonInteractive mode. Read and Prompt functionality is not available.",
                 "InvalidOperation",
                 "",
                 "",
@@ -1199,7 +1316,7 @@ class _Session:
             )
         full = self._full(bound["path"])
         kind = str(bound.get("pathtype", "Any")).lower()
-        exists = full[0].upper() in self._drives() and self.view.exists(full)
+        exists = (self.linux or full[0].upper() in self._drives()) and self.view.exists(full)
         if exists and kind == "leaf":
             exists = self.view.is_file(full)
         elif exists and kind == "container":
@@ -1364,6 +1481,28 @@ def _format_listing(groups: list[tuple[str, list[Entry]]]) -> str:
             out.append(f"{_mode(entry):<7} {_stamp(entry.mtime):>25} {length:>14} {entry.name}\r\n")
     if out:
         out.append("\r\n\r\n")
+    return "".join(out)
+
+
+def _format_unix_listing(groups: list[tuple[str, list[Entry]]]) -> str:
+    """Get-ChildItem's table in pwsh 7.4 on Linux: the Unix mode, owner and size columns."""
+    out: list[str] = []
+    for directory, entries in groups:
+        if not entries:
+            continue
+        out.append(f"\r\n    Directory: {directory}\r\n\r\n")
+        out.append(f"{'UnixMode':<10} {'User':<4} {'Group':<5} {'LastWriteTime':>16} "
+                   f"{'Size':>10} Name\r\n")
+        out.append(f"{'--------':<10} {'----':<4} {'-----':<5} {'-------------':>16} "
+                   f"{'----':>10} ----\r\n")
+        for entry in entries:
+            moment = dt.datetime.fromtimestamp(entry.mtime, tz=dt.timezone.utc)
+            stamp = f"{moment.month}/{moment.day}/{moment.year} {moment:%H:%M}"
+            mode = "drwxr-xr-x" if entry.is_dir else "-rw-r--r--"
+            out.append(f"{mode:<10} {'root':<4} {'root':<5} {stamp:>16} {entry.length:>10} "
+                       f"{entry.name}\r\n")
+    if out:
+        out.append("\r\n")
     return "".join(out)
 
 

@@ -13,8 +13,10 @@ SCENARIOS: dict[str, str] = {
     "no-csi-proxy": "Windows nodes lack the csiproxy service and its pipes; the EBS CSI "
                     "Windows node plugin cannot register, so NTFS volumes never mount.",
     "smb-mapping-missing": "No SMB Global Mapping on the Windows nodes: G:\\Directory\\app-state "
-                           "does not exist and hostPath pods fail to mount it.",
-    "image-pull-fails": "Pulls of mcr.microsoft.com/windows/servercore fail (manifest unknown), "
+                           "does not exist and hostPath pods fail to mount it (kind: the "
+                           "stand-in has no mapping record; its share directory stays).",
+    "image-pull-fails": "Pulls of mcr.microsoft.com/windows/servercore (kind: of the "
+                        "mcr.microsoft.com/powershell stand-in) fail (manifest unknown), "
                         "so Windows workload pods stay in ErrImagePull/ImagePullBackOff.",
     "ebs-attach-fails": "EC2 AttachVolume fails for every EBS volume: pods report "
                         "FailedAttachVolume.",
@@ -24,7 +26,7 @@ SCENARIOS: dict[str, str] = {
                                  "kubernetes.io/aws-ebs claims are never provisioned.",
     "flaky-api": "The API server throttles (429 + Retry-After), fails (5xx), drops watches "
                  "every few seconds and refuses some exec handshakes.",
-    "no-windows-nodes": "The cluster has Linux nodes only.",
+    "no-windows-nodes": "The cluster has Linux nodes only (kind: no stand-in node).",
 }
 
 

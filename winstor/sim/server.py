@@ -66,7 +66,7 @@ class Sim:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        if self.flavour == "eks":
+        if self.flavour in ("eks", "kind"):  # kind: only the FSx its stand-in share plays
             from .cloud import SimCloud
             self.aws = SimCloud(self.region)
             await loop.run_in_executor(None, self.aws.start)

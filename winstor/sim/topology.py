@@ -1,5 +1,8 @@
 """What each emulated cluster is made of: versions, node groups, zones.
 
+The `kind` flavour is a laptop's kind cluster instead: a control plane and a
+worker that stands in for the Windows node (see `winstor.sim.linux`).
+
 Cluster 1 is the seed's picture (EKS 1.31, an ltsc2019 node group across two
 zones). Cluster 2 differs the way a fleet's clusters do: a newer Kubernetes
 and a Windows Server 2022 node group beside the ltsc2019 one, so that
@@ -17,6 +20,21 @@ OS_IMAGES = {"10.0.17763": "Windows Server 2019 Datacenter",
 KERNEL_REVISION = {"10.0.17763": "6893", "10.0.20348": "3207", "10.0.26100": "2894"}
 
 
+# The kind flavour's cluster name (`kind create cluster --name winstor`): its
+# nodes are `winstor-control-plane`, `winstor-worker`, `winstor-worker2`, ...
+KIND_CLUSTER = "winstor"
+# The kernel of the machine running kind: kind nodes are containers, so every
+# node (and every pod) reports the host's kernel.
+KIND_HOST_KERNEL = "6.8.0-52-generic"
+
+
+def kind_node_name(cluster: str, position: int) -> str:
+    """kind's name for the node at `position` (0 is the control plane)."""
+    if position == 0:
+        return f"{cluster}-control-plane"
+    return f"{cluster}-worker" + (str(position) if position > 1 else "")
+
+
 @dataclass(frozen=True)
 class NodePlan:
     name: str
@@ -27,6 +45,9 @@ class NodePlan:
     instance_type: str
     nodegroup: str
     ip: str
+    # kind flavour: the node plays a Windows node (label winstor.io/windows-stand-in,
+    # the /winstor node directory, pods with PowerShell 7 answer the probes).
+    stand_in: bool = False
 
 
 @dataclass(frozen=True)
@@ -46,13 +67,19 @@ def plan(index: int, flavour: str, scenarios: set[str], region: str = "us-west-2
     octet = 10 * index
 
     def add(os_: str, build: str | None, zone: str, itype: str, group: str) -> None:
-        ip = f"10.{octet}.{zones.index(zone) + 1}.{len(nodes) + 11}"
-        name = (f"ip-{ip.replace('.', '-')}.{region}.compute.internal" if flavour == "eks"
-                else f"winstor-{'control-plane' if not nodes else 'worker' + str(len(nodes))}")
+        if flavour == "eks":
+            ip = f"10.{octet}.{zones.index(zone) + 1}.{len(nodes) + 11}"
+            name = f"ip-{ip.replace('.', '-')}.{region}.compute.internal"
+        else:
+            # kind's node containers on its docker network, named as kind names them.
+            ip = f"172.18.{index - 1}.{len(nodes) + 2}"
+            name = kind_node_name(KIND_CLUSTER, len(nodes))
         label = build
         if build and "wrong-windows-build" in scenarios:
             build = WINDOWS_BUILDS["2022"]
-        nodes.append(NodePlan(name, os_, build, label, zone, itype, group, ip))
+        nodes.append(NodePlan(name, os_, build, label, zone, itype, group, ip,
+                              stand_in=flavour == "kind" and bool(nodes)
+                              and "no-windows-nodes" not in scenarios))
 
     if flavour == "kind":
         add("linux", None, zones[0], "kind", "kind")

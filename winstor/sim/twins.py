@@ -6,6 +6,13 @@ A twin returns exactly the keys its probe's `data` has, derived from the model
 (never constants), and fails with the message the probe's catch block would
 report — the .NET exception text, unwrapped from PowerShell's
 `Exception calling ...` wrapper, because that is what the probes print.
+
+On the kind flavour the view is a `LinuxContainerView` and the shell pwsh 7:
+the twins then answer as the probe does on Linux - POSIX paths (`/` joins,
+only NUL is illegal), .NET-on-Linux error texts (carried by the view), the
+kernel's version where Windows has a build, and a Windows cmdlet that the
+script does not define as a function (the kind profile's `stand-in` library
+defines `Get-SmbGlobalMapping`) is "not recognized", as pwsh reports it.
 """
 
 from __future__ import annotations
@@ -14,11 +21,16 @@ import hashlib
 import json
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from winstor.sim.windows import SMB_STATUS_NAMES, ContainerView, WinError
+
+# The stand-in library's record of the node's SMB Global Mapping (manifests/probes/lib).
+STAND_IN_MAPPINGS_FILE = "/winstor/smb-global-mappings.json"
+PIPE_DIR = "\\\\.\\pipe\\"  # what the csi-proxy probe lists
 
 __all__ = [
     "ProbeFailure",
@@ -39,10 +51,44 @@ class ProbeFailure(Exception):
 class TwinContext:
     """Where a twin runs: the container's view and the shell that ran the probe."""
 
-    view: ContainerView
+    view: ContainerView  # or a linux.LinuxContainerView (kind)
     shell: str = "powershell"  # "powershell" (Windows PowerShell 5.1) or "pwsh"
     pwsh_version: str = "7.4.6"
     random_bytes: Callable[[int], bytes] = field(default=os.urandom)
+    functions: frozenset[str] = frozenset()  # lower-cased names the script defines
+
+    @property
+    def linux(self) -> bool:
+        return getattr(self.view, "platform", "windows") == "linux"
+
+    def defines(self, command: str) -> bool:
+        """Whether the script defines a function of that name (it beats any cmdlet)."""
+        return command.lower() in self.functions
+
+    def require(self, command: str) -> None:
+        """Fail as the shell does if `command` - a Windows-only cmdlet - is missing here."""
+        if self.linux and not self.defines(command):
+            raise ProbeFailure(not_recognized(command, self.shell, linux=True))
+
+
+def not_recognized(command: str, shell: str, linux: bool = False) -> str:
+    """CommandNotFoundException's message, in 5.1's or pwsh 7's words."""
+    if shell == "pwsh":
+        newline = "\n" if linux else "\r\n"
+        return (f"The term '{command}' is not recognized as a name of a cmdlet, function, "
+                f"script file, or executable program.{newline}Check the spelling of the name, "
+                "or if a path was included, verify that the path is correct and try again.")
+    return (f"The term '{command}' is not recognized as the name of a cmdlet, function, script "
+            "file, or operable program. Check the spelling of the name, or if a path was "
+            "included, verify that the path is correct and try again.")
+
+
+_FUNCTION = re.compile(r"^\s*(?:function|filter)\s+([A-Za-z_][\w-]*)", re.IGNORECASE | re.MULTILINE)
+
+
+def defined_functions(script: str) -> frozenset[str]:
+    """Lower-cased names of the functions a script defines at the start of a line."""
+    return frozenset(name.lower() for name in _FUNCTION.findall(script))
 
 
 TwinFn = Callable[[dict[str, Any], TwinContext], dict[str, Any]]
@@ -155,17 +201,26 @@ def _required(params: dict[str, Any], key: str) -> str:
 _INVALID_PATH_CHARS = set('"<>|') | {chr(c) for c in range(32)}
 
 
-def _check_path(path: str) -> None:
+def _check_path(path: str, ctx: TwinContext | None = None) -> None:
+    """.NET Framework refuses `"<>|` and control characters in paths; .NET on Linux
+    only NUL, and only where the path is used (the view raises that)."""
+    if ctx is not None and ctx.linux:
+        return
     if any(ch in _INVALID_PATH_CHARS for ch in path):
         raise ProbeFailure("Illegal characters in path.")
 
 
-def _combine(first: str, second: str) -> str:
-    """.NET `Path.Combine`: add a separator unless `first` ends with one (or a drive colon)."""
-    _check_path(first)
-    _check_path(second)
+def _combine(first: str, second: str, ctx: TwinContext | None = None) -> str:
+    """.NET `Path.Combine`: add a separator unless `first` ends with one (or, on
+    Windows, a drive colon); on Linux the separator is `/` and a `\\` is a name."""
+    _check_path(first, ctx)
+    _check_path(second, ctx)
     if not first:
         return second
+    if ctx is not None and ctx.linux:
+        if second.startswith("/"):
+            return second
+        return first + second if first.endswith("/") else first + "/" + second
     if first[-1] in "\\/:":
         return first + second
     return first + "\\" + second
@@ -205,8 +260,8 @@ def write_marker(params: dict[str, Any], ctx: TwinContext) -> dict[str, Any]:
     count = _ps_int(params.get("payload_bytes"))
     if count < 0:
         raise ProbeFailure("parameter 'payload_bytes' must not be negative")
-    marker_path = _combine(directory, "winstor-marker.txt")
-    payload_path = _combine(directory, "winstor-payload.bin")
+    marker_path = _combine(directory, "winstor-marker.txt", ctx)
+    payload_path = _combine(directory, "winstor-payload.bin", ctx)
     ctx.view.write(marker_path, _utf8(marker))
     payload = ctx.random_bytes(count)
     ctx.view.write(payload_path, payload)
@@ -222,8 +277,8 @@ def write_marker(params: dict[str, Any], ctx: TwinContext) -> dict[str, Any]:
 @twin("read-marker", 1)
 def read_marker(params: dict[str, Any], ctx: TwinContext) -> dict[str, Any]:
     directory = _required(params, "path")
-    marker_path = _combine(directory, "winstor-marker.txt")
-    payload_path = _combine(directory, "winstor-payload.bin")
+    marker_path = _combine(directory, "winstor-marker.txt", ctx)
+    payload_path = _combine(directory, "winstor-payload.bin", ctx)
     data: dict[str, Any] = {
         "marker_exists": False,
         "marker": None,
@@ -245,7 +300,7 @@ def read_marker(params: dict[str, Any], ctx: TwinContext) -> dict[str, Any]:
 @twin("list-dir", 1)
 def list_dir(params: dict[str, Any], ctx: TwinContext) -> dict[str, Any]:
     directory = _required(params, "path")
-    _check_path(directory)
+    _check_path(directory, ctx)
     entries: list[dict[str, Any]] = []
     exists = ctx.view.is_dir(directory)
     if exists:
@@ -264,6 +319,8 @@ def list_dir(params: dict[str, Any], ctx: TwinContext) -> dict[str, Any]:
 @twin("os-info", 1)
 def os_info(params: dict[str, Any], ctx: TwinContext) -> dict[str, Any]:
     view = ctx.view
+    if ctx.linux:
+        return _os_info_linux(ctx)
     # The registry inside the container is the image's (the node's for HostProcess).
     build = view.build
     version = f"{build}.{view.revision}"
@@ -278,6 +335,24 @@ def os_info(params: dict[str, Any], ctx: TwinContext) -> dict[str, Any]:
         "hostname": view.hostname,
         "powershell": powershell,
         "edition": edition,
+    }
+
+
+def _os_info_linux(ctx: TwinContext) -> dict[str, Any]:
+    """pwsh on Linux: `Test-Path HKLM:\\...` is False (no registry drive), so the probe
+    reports `[Environment]::OSVersion.Version`, which .NET on Unix builds from the
+    first four numbers of the kernel release (`uname -r`): 6.8.0-52-generic is
+    6.8.0.52. The host name is the container's (`[Dns]::GetHostName()`)."""
+    view = ctx.view
+    numbers = [int(n) for n in re.findall(r"\d+", view.kernel_release)[:4]]
+    numbers += [0] * (4 - len(numbers))
+    build = "{}.{}.{}".format(*numbers[:3])
+    return {
+        "build": build,
+        "version": f"{build}.{numbers[3]}",
+        "hostname": view.hostname,
+        "powershell": getattr(view, "pwsh_version", None) or ctx.pwsh_version,
+        "edition": "Core",
     }
 
 
@@ -303,6 +378,13 @@ def _service_binary(command_line: str) -> str:
 @twin("csi-proxy", 1, autoloads_modules=True)
 def csi_proxy(params: dict[str, Any], ctx: TwinContext) -> dict[str, Any]:
     view = ctx.view
+    if ctx.linux:
+        # Get-Service and Get-CimInstance do not exist in pwsh on Linux (-ErrorAction
+        # cannot silence a command that is not found), and with stand-ins for both the
+        # pipe listing fails next: `\\.\pipe\` is a relative file name there.
+        ctx.require("Get-Service")
+        ctx.require("Get-CimInstance")
+        raise ProbeFailure(f"Could not find a part of the path '{view.full_path(PIPE_DIR)}'.")
     services = {name.lower(): svc for name, svc in view.services.items()}
     svc = services.get("csiproxy")
     service: dict[str, Any] | None = None
@@ -325,14 +407,22 @@ def csi_proxy(params: dict[str, Any], ctx: TwinContext) -> dict[str, Any]:
 
 @twin("smb-mappings", 1, autoloads_modules=True)
 def smb_mappings(params: dict[str, Any], ctx: TwinContext) -> dict[str, Any]:
+    if ctx.defines("Get-SmbGlobalMapping"):
+        records = _stand_in_mappings(ctx)
+    else:
+        ctx.require("Get-SmbGlobalMapping")
+        records = [(m.local_path, m.remote_path, m.status) for m in ctx.view.smb_mappings]
     mappings = []
-    for mapping in ctx.view.smb_mappings:
-        code = mapping.status
+    for local_path, remote_path, raw in records:
+        if isinstance(raw, str):
+            code = SMB_STATUS_NAMES.index(raw) if raw in SMB_STATUS_NAMES else -1
+        else:
+            code = _ps_int(raw)
         name = SMB_STATUS_NAMES[code] if 0 <= code < len(SMB_STATUS_NAMES) else f"Unknown({code})"
         mappings.append(
             {
-                "local_path": mapping.local_path,
-                "remote_path": mapping.remote_path,
+                "local_path": local_path,
+                "remote_path": remote_path,
                 "status": code,
                 "status_name": name,
             }
@@ -340,10 +430,32 @@ def smb_mappings(params: dict[str, Any], ctx: TwinContext) -> dict[str, Any]:
     return {"mappings": mappings}
 
 
+def _stand_in_mappings(ctx: TwinContext) -> list[tuple[str, str, Any]]:
+    """What the stand-in library's `Get-SmbGlobalMapping` returns: the records in
+    the node's mapping file as the container sees it, none when it is absent
+    (a pod that does not mount /winstor, or a node without the record)."""
+    if not ctx.view.is_file(STAND_IN_MAPPINGS_FILE):
+        return []
+    text = _read_all_text(ctx.view.read(STAND_IN_MAPPINGS_FILE))
+    if not text.strip():
+        return []
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise ProbeFailure(f"Conversion from JSON failed with error: {err}") from None
+    records = value if isinstance(value, list) else [value]
+    out: list[tuple[str, str, Any]] = []
+    for record in records:
+        fields = record if isinstance(record, dict) else {}
+        out.append((_ps_string(fields.get("LocalPath")), _ps_string(fields.get("RemotePath")),
+                    fields.get("Status")))
+    return out
+
+
 @twin("write-file", 1)
 def write_file(params: dict[str, Any], ctx: TwinContext) -> dict[str, Any]:
     path = _required(params, "path")
-    _check_path(path)
+    _check_path(path, ctx)
     encoded = _utf8(_ps_string(params.get("content")))
     ctx.view.write(path, encoded)
     back = ctx.view.read(path)

@@ -1,9 +1,12 @@
-"""The node side of the cluster: Windows node models, volumes and containers.
+"""The node side of the cluster: node models, volumes and containers.
 
 A container is a `ContainerView` over its node's model and its mounts, so a
 file written through one pod is found by the next pod that mounts the same
 volume or share - on any node - because it is the same object, exactly as
-with a real EBS volume or SMB share.
+with a real EBS volume or SMB share. On the kind flavour the nodes are Linux
+(`winstor.sim.linux`) and a container is a `LinuxContainerView`; the worker
+that stands in for the Windows node sees the cluster's one share at
+`/winstor/share` and its mapping record beside it.
 """
 
 from __future__ import annotations
@@ -11,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import powershell, windows
+from . import linux, powershell, windows
 from .errors import ApiError
 from .kinds import kind_of
-from .topology import NodePlan
+from .topology import KIND_HOST_KERNEL, NodePlan
 
 if TYPE_CHECKING:
     from .cluster import Cluster
@@ -22,9 +25,6 @@ if TYPE_CHECKING:
 PODS = kind_of("v1", "Pod")
 PVCS = kind_of("v1", "PersistentVolumeClaim")
 PVS = kind_of("v1", "PersistentVolume")
-
-# Where the kind stand-in's share directory lives on every node.
-KIND_SHARE_ROOT = "/mnt/winstor-share"
 
 IMAGE_BUILDS = {"ltsc2019": "10.0.17763", "1809": "10.0.17763", "ltsc2022": "10.0.20348",
                 "ltsc2025": "10.0.26100"}
@@ -66,7 +66,8 @@ class Workloads:
         self.shares: dict[str, windows.SmbShare] = {}
         self.views: dict[tuple[str, str], Any] = {}  # (pod uid, container) -> view
         self.images: dict[str, set[str]] = {}  # node -> pulled images
-        self.linux_share = windows.Filesystem()
+        self.linux_nodes: dict[str, linux.LinuxNode] = {}
+        self.linux_share = linux.PosixFilesystem()  # kind: /winstor/share on every stand-in
 
     # -- node models -------------------------------------------------------------
     def add_windows_node(self, plan: NodePlan, csi_proxy: str | None) -> None:
@@ -85,19 +86,40 @@ class Workloads:
         for node in self.nodes.values():
             node.map_smb("G:", share)
 
-    def make_share_dirs(self) -> None:
-        self.linux_share.mkdir("Directory\\app-state", parents=True)
+    def add_linux_node(self, plan: NodePlan) -> None:
+        """A kind node; a stand-in gets the node directory with the shared share in it."""
+        node = linux.LinuxNode(name=plan.name, kernel_release=KIND_HOST_KERNEL,
+                               stand_in=plan.stand_in)
+        if plan.stand_in:
+            node.mount(linux.SHARE_DIR, self.linux_share)
+        self.linux_nodes[plan.name] = node
+
+    def set_up_stand_ins(self, remote_path: str | None, directory: str) -> None:
+        """The share's folders, and on every stand-in node the record of its "mapping"
+        (`G:` to `remote_path`, the FSx share); no record when `remote_path` is None."""
+        self.linux_share.mkdir(directory, parents=True)
+        records = None if remote_path is None else [
+            {"LocalPath": "G:", "RemotePath": remote_path, "Status": 0}]
+        for node in self.linux_nodes.values():
+            if node.stand_in:
+                node.write_mappings(records)
 
     def volume(self, volume_id: str, size_gib: int) -> windows.Volume:
         vol = self.volumes.get(volume_id)
         if vol is None:
             vol = windows.Volume(volume_id=volume_id, size_gib=size_gib)
+            if self.cluster.flavour == "kind":
+                # A local-path volume is a directory on a Linux node's ext4.
+                vol.fs = linux.PosixFilesystem()  # type: ignore[assignment]
             self.volumes[volume_id] = vol
         return vol
 
     # -- containers --------------------------------------------------------------
     def build_view(self, pod: dict, container: dict) -> Any:
         """Assemble what a container sees: its layer, its node, its mounts."""
+        linux_node = self.linux_nodes.get(pod["spec"].get("nodeName", ""))
+        if linux_node is not None:
+            return self.build_linux_view(pod, container, linux_node)
         node = self.nodes.get(pod["spec"].get("nodeName", ""))
         if node is None:
             return None
@@ -126,6 +148,37 @@ class Workloads:
             hostname=pod["metadata"]["name"], node=node,
             build=node.build if host_process else (image_build(image) or node.build),
             host_process=host_process, mounts=mounts)
+
+    def build_linux_view(self, pod: dict, container: dict,
+                         node: linux.LinuxNode) -> linux.LinuxContainerView:
+        """A Linux container: claims by their volume's filesystem, hostPaths on the node
+        (resolved at each access), emptyDirs fresh; hostNetwork pods share the node's name."""
+        spec = pod["spec"]
+        volumes = {v["name"]: v for v in spec.get("volumes", []) or []}
+        mounts: list[linux.LinuxMount] = []
+        for vm in container.get("volumeMounts", []) or []:
+            source = volumes.get(vm["name"])
+            if source is None:
+                continue
+            read_only = bool(vm.get("readOnly"))
+            sub_path = vm.get("subPath", "") or ""
+            if "persistentVolumeClaim" in source:
+                vol = self.volume_for_claim(pod["metadata"]["namespace"],
+                                            source["persistentVolumeClaim"]["claimName"])
+                if vol is not None:
+                    mounts.append(linux.LinuxMount(vm["mountPath"], fs=vol.fs,  # type: ignore[arg-type]
+                                                   sub_path=sub_path, read_only=read_only))
+            elif "hostPath" in source:
+                mounts.append(linux.LinuxMount(vm["mountPath"], sub_path=sub_path,
+                                               read_only=read_only, node=node,
+                                               host_path=source["hostPath"]["path"]))
+            elif "emptyDir" in source:
+                mounts.append(linux.LinuxMount(vm["mountPath"], fs=linux.PosixFilesystem(),
+                                               sub_path=sub_path, read_only=read_only))
+        hostname = node.hostname if spec.get("hostNetwork") else (
+            spec.get("hostname") or pod["metadata"]["name"])
+        return linux.LinuxContainerView(node=node, hostname=hostname,
+                                        image=container.get("image", ""), mounts=mounts)
 
     def volume_for_claim(self, namespace: str, claim: str) -> windows.Volume | None:
         pvc = self.cluster.store.peek(PVCS, namespace, claim)
@@ -169,10 +222,7 @@ class Workloads:
 
     def run_exec(self, target: ExecTarget, argv: list[str]) -> Any:
         if target.view is None:
-            return powershell.ExecResult(
-                b"", ("OCI runtime exec failed: exec failed: unable to start container "
-                      f'process: exec: "{argv[0]}": executable file not found in $PATH: '
-                      "unknown\r\n").encode(), 126)
+            return powershell.ExecResult(*linux.exec_not_found(argv[0]))
         return powershell.run(argv, target.view)
 
     def logs(self, namespace: str, name: str, container: str | None) -> str:

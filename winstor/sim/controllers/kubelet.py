@@ -19,6 +19,7 @@ from .base import ATTACHMENTS, NODES, PODS, PVCS, PVS, Controller, set_condition
 from .volumes import Volumes
 
 SERVERCORE = "mcr.microsoft.com/windows/servercore"
+STAND_IN_REPOSITORY = "mcr.microsoft.com/powershell"  # kind: the Windows pods' stand-in image
 WINDOWS_IMAGE_PREFIXES = ("mcr.microsoft.com/windows/", "mcr.microsoft.com/powershell:nanoserver",
                           "mcr.microsoft.com/oss/kubernetes/windows-host-process")
 IMAGE_SIZES = {"servercore": 2763547119, "hostprocess": 9023312}
@@ -144,7 +145,8 @@ class Kubelet(Controller):
         for v in pod["spec"].get("volumes") or []:
             if "persistentVolumeClaim" in v:
                 await self._mount_claim(pod, v, ns, node_name, node_os)
-            elif "hostPath" in v and node_os == "windows":
+            elif "hostPath" in v and (node_os == "windows"
+                                      or node_name in self.cluster.workloads.linux_nodes):
                 await self._check_host_path(pod, v, node_name)
 
     async def _mount_claim(self, pod: dict, v: dict, ns: str, node_name: str,
@@ -173,7 +175,13 @@ class Kubelet(Controller):
     async def _check_host_path(self, pod: dict, v: dict, node_name: str) -> None:
         path = v["hostPath"]["path"]
         want = v["hostPath"].get("type", "")
-        model = self.cluster.workloads.nodes.get(node_name)
+        workloads = self.cluster.workloads
+        model: Any = workloads.nodes.get(node_name) or workloads.linux_nodes.get(node_name)
+        if want == "DirectoryOrCreate" and node_name in workloads.linux_nodes:
+            fs, rel = model.resolve_host_path(path)
+            if not fs.exists(rel):
+                fs.mkdir(rel)  # the kubelet creates it (0755), as on any Linux node
+            return
         attempt = 0
         while want == "Directory" and model is not None:
             try:
@@ -232,7 +240,8 @@ class Kubelet(Controller):
 
     def _pull_error(self, image: str, node_os: str) -> str | None:
         ref = image if ":" in image.rsplit("/", 1)[-1] else image + ":latest"
-        if "image-pull-fails" in self.cluster.scenarios and image.startswith(SERVERCORE):
+        if "image-pull-fails" in self.cluster.scenarios and (image.startswith(SERVERCORE) or (
+                self.cluster.flavour == "kind" and image.startswith(STAND_IN_REPOSITORY + ":"))):
             return (f'rpc error: code = NotFound desc = failed to pull and unpack image '
                     f'"{ref}": failed to resolve reference "{ref}": {ref}: not found')
         image_os = _image_os(image)
