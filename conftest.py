@@ -7,4 +7,5 @@ pytest_plugins = [
     "fixtures.workloads",
     "fixtures.nodes",
     "fixtures.aws",
+    "fixtures.headstart",
 ]

@@ -6,6 +6,7 @@ import pytest
 
 from winstor import awsfacts
 from winstor.checkkit import fail, probe
+from winstor.manifests import NODE_PROBE
 from winstor.outcome import Deferred
 from winstor.target import Cluster
 
@@ -21,7 +22,7 @@ def _facts(cluster: Cluster, node: str, pods: dict[str, Deferred[dict]], namespa
     if node not in cache:
         pod = pods[node].require()
         cache[node] = probe(cluster, namespace, pod["metadata"]["name"], "csi-proxy",
-                            evidence=evidence)
+                            container=NODE_PROBE, evidence=evidence)
     else:
         evidence.setdefault("probes", []).append({"probe": "csi-proxy", "node": node,
                                                   "data": cache[node], "cached": True})

@@ -8,6 +8,7 @@ import pytest
 
 from winstor import awsfacts
 from winstor.checkkit import fail, probe
+from winstor.manifests import NODE_PROBE
 from winstor.outcome import Deferred
 from winstor.target import Cluster
 
@@ -50,7 +51,7 @@ def test_build_labels_match_os(cluster: Cluster, windows_nodes: list[dict],
         label = (node["metadata"].get("labels") or {}).get(BUILD_LABEL)
         pod = node_probes[name].require()
         info = probe(cluster, host_namespace, pod["metadata"]["name"], "os-info",
-                     evidence=evidence)
+                     container=NODE_PROBE, evidence=evidence)
         evidence.setdefault("builds", {})[name] = {"label": label, "os": info.get("build"),
                                                   "version": info.get("version")}
         if label is None:

@@ -11,6 +11,7 @@ import pytest
 from winstor import awsfacts
 from winstor.checkkit import fail, probe
 from winstor.kube import NAMESPACES, PODS, KubeError
+from winstor.manifests import NODE_PROBE
 from winstor.outcome import Deferred
 from winstor.target import Cluster
 
@@ -39,7 +40,7 @@ def test_global_mapping_ok(cluster: Cluster, windows_nodes: list[dict],
         name = node["metadata"]["name"]
         pod = node_probes[name].require()
         data = probe(cluster, host_namespace, pod["metadata"]["name"], "smb-mappings",
-                     evidence=evidence)
+                     container=NODE_PROBE, evidence=evidence)
         mapping = next((m for m in data.get("mappings") or []
                         if str(m.get("local_path", "")).upper().rstrip("\\") == drive), None)
         cluster.facts.setdefault("smb_mappings", {})[name] = mapping
@@ -106,7 +107,7 @@ def test_fsx_behind_share(cluster: Cluster, windows_nodes: list[dict],
         for node in windows_nodes:
             pod = node_probes[node["metadata"]["name"]].require()
             data = probe(cluster, host_namespace, pod["metadata"]["name"], "smb-mappings",
-                         evidence=evidence)
+                         container=NODE_PROBE, evidence=evidence)
             drive = _drive(cluster.target.host_path)
             mappings[node["metadata"]["name"]] = next(
                 (m for m in data.get("mappings") or []

@@ -20,7 +20,8 @@ def fail(message: str) -> NoReturn:
 
 
 def probe(cluster: Cluster, namespace: str, pod: str, name: str,
-          params: dict[str, Any] | None = None, *, evidence: dict | None = None) -> dict:
+          params: dict[str, Any] | None = None, *, evidence: dict | None = None,
+          container: str | None = None) -> dict:
     """Run probe `name` in `pod`; return its `data` or fail the check.
 
     The profile picks the shell and the stand-in libraries, and maps the seed's
@@ -30,7 +31,8 @@ def probe(cluster: Cluster, namespace: str, pod: str, name: str,
     try:
         result = execs.run_probe(cluster.api, namespace, pod, name,
                                  platform.probe_params(params or {}), shell=platform.shell,
-                                 libs=platform.probe_libs, timeout=cluster.timeouts.exec)
+                                 libs=platform.probe_libs, container=container,
+                                 timeout=cluster.timeouts.exec)
     except probes.ProbeFailed as err:
         _record(evidence, name, pod, {"ok": False, "error": err.error})
         fail(f"probe {name} in pod {namespace}/{pod} reported: {err.error}")

@@ -72,13 +72,31 @@ def fsx_pod(namespace: str, labels: dict[str, str], image: str, host_path: str, 
     return pod
 
 
+NODE_PROBE = "probe"  # the container of a node probe pod that probes run in
+PREPULL = "prepull"
+
+
 def node_probe_pod(namespace: str, labels: dict[str, str], node: str, name: str,
-                   profile: Profile = EKS) -> dict:
+                   profile: Profile = EKS, prepull: str | None = None) -> dict:
     """The pod that runs node-level probes on `node`: HostProcess on Windows nodes,
-    the stand-in with the node directory on kind."""
+    the stand-in with the node directory on kind.
+
+    With `prepull` (the workloads' image), a second container pulls that image
+    onto the node while the probe container is already running: the kubelet
+    starts a pod's containers in order, so the probes never wait for it, while
+    every later workload pod on the node finds the image there. HostProcess
+    containers need not match the host build, so any workload image may be
+    pulled this way; Kubernetes recommends HostProcess images be the
+    workloads' base image for exactly this reason (no second image to store).
+    """
     seed = "pod-hostprocess-probe.yaml" if profile.stand_in_image is None \
         else "pod-stand-in-node-probe.yaml"
     pod = _label(load(seed), labels, namespace)
     pod["metadata"]["name"] = name
     pod["spec"]["nodeSelector"]["kubernetes.io/hostname"] = node
+    probe = pod["spec"]["containers"][0]
+    if prepull and prepull != probe["image"]:
+        pod["spec"]["containers"].append({
+            "name": PREPULL, "image": prepull, "imagePullPolicy": "IfNotPresent",
+            "command": list(probe["command"])})
     return pod

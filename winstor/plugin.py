@@ -153,6 +153,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             # Declared, not discovered: the profile cannot have what the check judges.
             item.add_marker(pytest.mark.skip(
                 reason=f"profile {settings.profile}: {lacks[missing[0]]}"))
+    state = config.stash[STATE]
+    for item in items:
+        name = cluster_of(item)
+        if name and checks.check_of(item) and _has_fixture(item, "head_start"):
+            state.needed_fixtures.setdefault(name, set()).update(item.fixturenames)
+            # First of all its fixtures: the cluster's first check begins every
+            # slow object its selected checks need (fixtures/headstart.py).
+            item.fixturenames.insert(0, "head_start")
     position = {id(item): i for i, item in enumerate(items)}
     items.sort(key=lambda it: (order.get(cluster_of(it) or "", -1),
                                (checks.check_of(it) or ("", "", 50))[2], position[id(it)]))
@@ -171,6 +179,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         cluster = item.config.stash[STATE].clusters.get(name)
         if cluster is not None and meta[0] not in cluster.failed_checks:
             cluster.failed_checks.append(meta[0])
+
+
+def _has_fixture(item: pytest.Item, name: str) -> bool:
+    """Whether fixture `name` is defined where `item` is collected."""
+    return item.session._fixturemanager.getfixturedefs(name, item) is not None
 
 
 def _cluster_notes(state: RunState) -> dict[str, dict[str, list[str]]]:

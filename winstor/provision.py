@@ -20,6 +20,7 @@ from .target import MANAGED_BY, RUN_LABEL, Cluster
 from .waits import (
     WaitFailed,
     default_terminal_event,
+    no_terminal_event,
     pod_ready,
     pod_terminal_state,
     wait_for,
@@ -281,6 +282,36 @@ def wait_pod_ready(cluster: Cluster, namespace: str, name: str, *, windows: bool
     return wait_for(cluster.api, PODS, name, namespace, condition=pod_ready,
                     what=what or f"pod {namespace}/{name} to be Ready", timeout=timeout,
                     terminal_state=pod_terminal_state).obj
+
+
+def container_running(container: str) -> Callable[[dict], bool]:
+    def running(pod: dict) -> bool:
+        return any(cs.get("name") == container and "running" in (cs.get("state") or {})
+                   for cs in (pod.get("status") or {}).get("containerStatuses") or [])
+    return running
+
+
+def container_terminal_state(container: str) -> Callable[[dict], str | None]:
+    """`pod_terminal_state`, judged on one container (another may still be pulling)."""
+    def terminal(pod: dict) -> str | None:
+        st = pod.get("status") or {}
+        mine = [cs for cs in st.get("containerStatuses") or [] if cs.get("name") == container]
+        return pod_terminal_state({**pod, "status": {**st, "containerStatuses": mine}})
+    return terminal
+
+
+def wait_container_running(cluster: Cluster, namespace: str, name: str, container: str,
+                           what: str | None = None) -> dict:
+    """Wait until one container of a pod runs (its siblings may still be pulling).
+
+    Only the pod's status decides: kubelet events do not say which container
+    they are about, and a sibling's failing pull must not end this wait.
+    """
+    return wait_for(cluster.api, PODS, name, namespace, condition=container_running(container),
+                    what=what or f"container {container} of pod {namespace}/{name} to run",
+                    timeout=cluster.timeouts.pod_start_windows,
+                    terminal_state=container_terminal_state(container),
+                    terminal_event=no_terminal_event).obj
 
 
 def create_deployment(cluster: Cluster, namespace: str) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from ..store import now_iso
@@ -35,6 +36,12 @@ def _image_os(image: str) -> str:
             "servercore" in image or "windows" in image.split(":")[0]:
         return "windows"
     return "linux" if not image.startswith("mcr.microsoft.com/powershell") else "any"
+
+
+def _pull_kind(image: str) -> str:
+    """Which modelled pull latency an image has."""
+    return ("servercore" if "servercore" in image else
+            "hostprocess" if "host-process" in image else "other")
 
 
 class Kubelet(Controller):
@@ -105,38 +112,55 @@ class Kubelet(Controller):
         try:
             await self._mount_volumes(pod, node_os)
             await self.cluster.clock.spend(f"pod_sandbox:{node_os}")
+            # Like the kubelet's SyncPod: containers in spec order, each pulled and
+            # started before the next one is pulled, so a pod whose second container
+            # is still pulling (or cannot pull) already runs its first.
             for container in pod["spec"]["containers"]:
                 await self._pull(pod, container, node_os)
                 self._check_platform(pod, container, node_os)
-            for container in pod["spec"]["containers"]:
                 await self.cluster.clock.spend(f"container_start:{node_os}")
                 if not self._alive(pod):
                     return
                 self._event(pod, "Normal", "Created", f"Created container {container['name']}")
                 self.cluster.workloads.start_container(pod, container)
                 self._event(pod, "Normal", "Started", f"Started container {container['name']}")
+                self._container_running(pod, container["name"])
         except PodFailed:
             return
-        self._running(pod)
 
-    def _running(self, pod: dict) -> None:
+    def _container_running(self, pod: dict, name: str) -> None:
+        """Mark container `name` running; the pod is Running from its first running
+        container on, and Ready once all of them run."""
         ip = f"10.{self.cluster.plan.index * 10}.{secrets.randbelow(200) + 20}." \
              f"{secrets.randbelow(250) + 2}"
 
         def fn(o: dict) -> None:
             st = o["status"]
-            st["phase"] = "Running"
-            st["podIP"] = ip
-            st["podIPs"] = [{"ip": ip}]
-            started = now_iso()
-            st["containerStatuses"] = [{
-                "name": c["name"], "image": c.get("image", ""),
-                "imageID": f"{c.get('image', '').split(':')[0]}@sha256:" + "0" * 64,
+            if st.get("phase") != "Running":
+                st["phase"] = "Running"
+                st["podIP"] = ip
+                st["podIPs"] = [{"ip": ip}]
+            spec = {c["name"]: c for c in o["spec"]["containers"]}
+            statuses = {c["name"]: c for c in st.get("containerStatuses") or []}
+            image = spec[name].get("image", "")
+            statuses[name] = {
+                "name": name, "image": image,
+                "imageID": f"{image.split(':')[0]}@sha256:" + "0" * 64,
                 "containerID": "containerd://" + secrets.token_hex(32),
                 "ready": True, "started": True, "restartCount": 0,
-                "state": {"running": {"startedAt": started}}} for c in o["spec"]["containers"]]
-            for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled"):
-                set_condition(st.setdefault("conditions", []), t, "True")
+                "state": {"running": {"startedAt": now_iso()}}}
+            st["containerStatuses"] = [statuses[n] for n in spec if n in statuses]
+            waiting = [n for n in spec if "running" not in (statuses.get(n) or {}).get(
+                "state", {})]
+            conds = st.setdefault("conditions", [])
+            for t in ("Initialized", "PodScheduled"):
+                set_condition(conds, t, "True")
+            for t in ("Ready", "ContainersReady"):
+                if waiting:
+                    set_condition(conds, t, "False", "ContainersNotReady",
+                                  f"containers with unready status: [{' '.join(waiting)}]")
+                else:
+                    set_condition(conds, t, "True")
         self._status(pod, fn)
 
     async def _mount_volumes(self, pod: dict, node_os: str) -> None:
@@ -204,23 +228,56 @@ class Kubelet(Controller):
 
     async def _pull(self, pod: dict, container: dict, node_os: str) -> None:
         image = container.get("image", "")
-        name = container["name"]
         cache = self.cluster.workloads.images.setdefault(pod["spec"]["nodeName"], set())
         policy = container.get("imagePullPolicy", "IfNotPresent")
         if image in cache and policy != "Always":
             self._event(pod, "Normal", "Pulled",
                         f'Container image "{image}" already present on machine')
             return
+        # containerd fetches an image once per node: a pod that needs an image
+        # another pod is pulling there waits for that pull instead of starting its own.
+        inflight: dict[tuple[str, str], asyncio.Future[bool]] = \
+            self.__dict__.setdefault("_inflight_pulls", {})
+        key = (pod["spec"]["nodeName"], image)
+        loop = asyncio.get_running_loop()
+        if key in inflight and policy != "Always":
+            self._event(pod, "Normal", "Pulling", f'Pulling image "{image}"')
+            began = loop.time()
+            if await asyncio.shield(inflight[key]):
+                waited = (loop.time() - began) / (self.cluster.clock.scale or 1)
+                self._event(pod, "Normal", "Pulled",
+                            f'Successfully pulled image "{image}" in 212ms '
+                            f"({int(waited // 60)}m{waited % 60:.1f}s including waiting). "
+                            f"Image size: {IMAGE_SIZES.get(_pull_kind(image), 52413100)} bytes.")
+                return
+        owned: asyncio.Future[bool] = loop.create_future()
+        inflight[key] = owned
+
+        def settle(ok: bool) -> None:
+            # Waiters learn the first attempt's outcome; after a failure each pod
+            # retries (and reports) its own pulls, as separate kubelet syncs do.
+            if not owned.done():
+                owned.set_result(ok)
+            if inflight.get(key) is owned:
+                del inflight[key]
+        try:
+            await self._pull_now(pod, container, node_os, image, cache, settle)
+        finally:
+            settle(False)
+
+    async def _pull_now(self, pod: dict, container: dict, node_os: str, image: str,
+                        cache: set[str], settle: Callable[[bool], None]) -> None:
+        name = container["name"]
         attempt = 0
         while True:
             self._event(pod, "Normal", "Pulling", f'Pulling image "{image}"')
             error = self._pull_error(image, node_os)
-            kind = ("servercore" if "servercore" in image else
-                    "hostprocess" if "host-process" in image else "other")
+            kind = _pull_kind(image)
             if error is None:
                 await self.cluster.clock.spend(f"image_pull:{kind}")
                 self.cluster.metrics.image_pulls[image] += 1
                 cache.add(image)
+                settle(True)
                 took = {"servercore": "4m1.2s", "hostprocess": "3.9s"}.get(kind, "7.8s")
                 size = IMAGE_SIZES.get(kind, 52413100)
                 self._event(pod, "Normal", "Pulled",
@@ -228,6 +285,7 @@ class Kubelet(Controller):
                             f"waiting). Image size: {size} bytes.")
                 return
             await self.cluster.clock.spend("image_pull:other")
+            settle(False)
             self._event(pod, "Warning", "Failed", f'Failed to pull image "{image}": {error}')
             self._event(pod, "Warning", "Failed", "Error: ErrImagePull")
             self._waiting(pod, name, "ErrImagePull", error)
