@@ -157,7 +157,8 @@ def test_hostpath_pod_security(cluster: Cluster, namespace: str, host_namespace:
                               "labels": cluster.labels()},
                  "spec": {"containers": [{"name": "c", "image": cluster.image()}],
                           "volumes": [{"name": "share", "hostPath": {
-                              "path": cluster.target.host_path, "type": "Directory"}}]}}
+                              "path": cluster.platform.path(cluster.target.host_path),
+                              "type": "Directory"}}]}}
     try:
         cluster.api.raw("POST", PODS.path(namespace), query={"dryRun": "All"}, body=probe_pod)
     except KubeError as err:
