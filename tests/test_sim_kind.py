@@ -254,6 +254,18 @@ def test_local_path_claim_binds_on_scheduling_and_keeps_its_files(healthy: Clust
     # pwsh on Linux: no registry, so [Environment]::OSVersion - the kernel's numbers.
     assert worker.kernel_version.startswith(info["build"] + "-")
     assert (info["hostname"], info["edition"], info["powershell"]) == ("second", "Core", "7.4.6")
+    # The volume is a directory on the node: seen there, and gone with the claim.
+    healthy.pod(ns, "node-view", [("lp", {"hostPath": {
+        "path": "/var/local-path-provisioner", "type": "Directory"}}, "/lp")],
+        node="winstor-worker")
+    directory = pv.spec.host_path.path.rsplit("/", 1)[-1]
+    on_node = healthy.probe(ns, "node-view", "read-marker", {"path": f"/lp/{directory}"})
+    assert on_node["sha256"] == written["sha256"]
+    healthy.v1.delete_namespaced_pod("second", ns, grace_period_seconds=0)
+    healthy.v1.delete_namespaced_persistent_volume_claim("data", ns)
+    eventually(lambda: not healthy.v1.list_persistent_volume().items)
+    listing = healthy.probe(ns, "node-view", "list-dir", {"path": "/lp"})
+    assert listing["entries"] == []
 
 
 # ----------------------------------------------------------------------- scenarios

@@ -68,6 +68,7 @@ class Workloads:
         self.images: dict[str, set[str]] = {}  # node -> pulled images
         self.linux_nodes: dict[str, linux.LinuxNode] = {}
         self.linux_share = linux.PosixFilesystem()  # kind: /winstor/share on every stand-in
+        self.empty_dirs: dict[tuple[str, str], linux.PosixFilesystem] = {}  # (pod uid, volume)
 
     # -- node models -------------------------------------------------------------
     def add_windows_node(self, plan: NodePlan, csi_proxy: str | None) -> None:
@@ -113,6 +114,16 @@ class Workloads:
                 vol.fs = linux.PosixFilesystem()  # type: ignore[assignment]
             self.volumes[volume_id] = vol
         return vol
+
+    def drop_volume(self, volume_id: str) -> None:
+        """The volume is deleted; a local-path one also leaves its node directory."""
+        vol = self.volumes.pop(volume_id, None)
+        if vol is None:
+            return
+        for node in self.linux_nodes.values():
+            for point in [p for p, fs in node.mounts.items() if fs is vol.fs]:
+                del node.mounts[point]
+                node.fs.remove(point.lstrip("/"), recursive=True)
 
     # -- containers --------------------------------------------------------------
     def build_view(self, pod: dict, container: dict) -> Any:
@@ -163,18 +174,25 @@ class Workloads:
             read_only = bool(vm.get("readOnly"))
             sub_path = vm.get("subPath", "") or ""
             if "persistentVolumeClaim" in source:
-                vol = self.volume_for_claim(pod["metadata"]["namespace"],
-                                            source["persistentVolumeClaim"]["claimName"])
+                claim = source["persistentVolumeClaim"]["claimName"]
+                vol = self.volume_for_claim(pod["metadata"]["namespace"], claim)
                 if vol is not None:
-                    mounts.append(linux.LinuxMount(vm["mountPath"], fs=vol.fs,  # type: ignore[arg-type]
-                                                   sub_path=sub_path, read_only=read_only))
+                    fs: Any = vol.fs
+                    mounts.append(linux.LinuxMount(vm["mountPath"], fs=fs, sub_path=sub_path,
+                                                   read_only=read_only))
+                    # local-path: the volume is a directory on this node, seen there too.
+                    host_dir = self._local_path_dir(pod["metadata"]["namespace"], claim)
+                    if host_dir and host_dir not in node.mounts:
+                        node.mount(host_dir, fs)
             elif "hostPath" in source:
                 mounts.append(linux.LinuxMount(vm["mountPath"], sub_path=sub_path,
                                                read_only=read_only, node=node,
                                                host_path=source["hostPath"]["path"]))
-            elif "emptyDir" in source:
-                mounts.append(linux.LinuxMount(vm["mountPath"], fs=linux.PosixFilesystem(),
-                                               sub_path=sub_path, read_only=read_only))
+            elif "emptyDir" in source:  # one per pod, shared by its containers
+                empty = self.empty_dirs.setdefault((pod["metadata"]["uid"], vm["name"]),
+                                                   linux.PosixFilesystem())
+                mounts.append(linux.LinuxMount(vm["mountPath"], fs=empty, sub_path=sub_path,
+                                               read_only=read_only))
         hostname = node.hostname if spec.get("hostNetwork") else (
             spec.get("hostname") or pod["metadata"]["name"])
         return linux.LinuxContainerView(node=node, hostname=hostname,
@@ -190,12 +208,21 @@ class Workloads:
         vid = volume_id_of(pv)
         return self.volumes.get(vid) if vid else None
 
+    def _local_path_dir(self, namespace: str, claim: str) -> str | None:
+        """The node directory of a claim's local-path volume, if it has one."""
+        pvc = self.cluster.store.peek(PVCS, namespace, claim)
+        pv = self.cluster.store.peek(PVS, None, pvc["spec"].get("volumeName") or "") \
+            if pvc else None
+        return ((pv or {}).get("spec", {}).get("hostPath") or {}).get("path")
+
     def start_container(self, pod: dict, container: dict) -> None:
         self.views[(pod["metadata"]["uid"], container["name"])] = self.build_view(pod, container)
 
     def forget_pod(self, uid: str) -> None:
         for key in [k for k in self.views if k[0] == uid]:
             del self.views[key]
+        for key in [k for k in self.empty_dirs if k[0] == uid]:
+            del self.empty_dirs[key]
 
     def exec_target(self, namespace: str, name: str, container: str | None) -> ExecTarget:
         pod = self.cluster.store.peek(PODS, namespace, name)

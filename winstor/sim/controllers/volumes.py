@@ -263,7 +263,7 @@ class Volumes(Controller):
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, self.cluster.aws.delete_volume, volume_id)
         if volume_id:
-            self.cluster.workloads.volumes.pop(volume_id, None)
+            self.cluster.workloads.drop_volume(volume_id)
         if self.store.peek(PVS, None, name) is not None:
             def strip(o: dict) -> None:
                 o["metadata"]["finalizers"] = []
