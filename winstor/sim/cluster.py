@@ -44,7 +44,7 @@ class Cluster:
         self.token = secrets.token_urlsafe(32)
         self.store = Store(history=watch_history)
         self.schemas = SchemaRegistry(plan.kube_version)
-        self.metrics = Metrics()
+        self.metrics = Metrics(self.store)  # counts pod starts from the store
         self.faults = Faults(enabled="flaky-api" in scenarios)
         self.clock = Clock(scale=time_scale)
         self.events = Recorder(self.store)
@@ -138,6 +138,4 @@ class Cluster:
         return self.workloads.logs(namespace or "default", name, container)
 
     def render_metrics(self) -> str:
-        extra = {f'winstor_sim_modelled_seconds_total{{what="{k}"}}': v
-                 for k, v in sorted(self.clock.modelled.items())}
-        return self.metrics.render(self.store.created_by_kind, extra)
+        return self.metrics.render(self.store.created_by_kind, self.clock.samples(self.name))
