@@ -8,11 +8,18 @@ the outcome is settled (`ProvisioningFailed`, `FailedAttachVolume`,
 `FailedMount`, image pull back-off, an OS mismatch, no fitting node), naming
 that event. Watches resume from the last seen resourceVersion and relist
 after `410 Gone`, so dropped connections cost nothing but a reconnect.
+
+For benchmarks only, `WINSTOR_WAIT_STRATEGY=poll` swaps every wait for the
+upstream framework's loop - a GET every `WINSTOR_POLL_INTERVAL` seconds
+(default 2) until the condition holds or the timeout passes - so `bench` can
+count the API requests polling would have cost on the same run. Unset (or
+`watch`), nothing changes.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -60,6 +67,11 @@ def default_terminal_event(ev: dict) -> str | None:
         return "no node can run the pod"
     if reason == "FailedCreate" and "forbidden" in msg:
         return "the pod was rejected by admission"
+    return None
+
+
+def no_terminal_event(ev: dict) -> None:
+    """For waits no event can settle (a deletion); polling then reads no events."""
     return None
 
 
@@ -168,6 +180,11 @@ def wait_for(api: Api, res: Resource, name: str | None, namespace: str | None, *
     whose events also count (a Deployment's wait listens to its ReplicaSet's
     and pods' events, which carry its name as prefix).
     """
+    if wait_strategy() == "poll":
+        return _poll_for(api, res, name, namespace, condition=condition, what=what,
+                         timeout=timeout, label_selector=label_selector,
+                         terminal_event=terminal_event, event_objects=event_objects,
+                         on_event=on_event, gone_ok=gone_ok)
     out: queue.Queue[tuple[str, Any]] = queue.Queue()
     started = time.monotonic()
     deadline = started + timeout
@@ -239,6 +256,106 @@ def wait_for(api: Api, res: Resource, name: str | None, namespace: str | None, *
             f.stop()
 
 
+# -- the polling baseline (benchmarks only) ------------------------------------------------
+WAIT_STRATEGY_ENV = "WINSTOR_WAIT_STRATEGY"
+POLL_INTERVAL_ENV = "WINSTOR_POLL_INTERVAL"
+UPSTREAM_POLL_INTERVAL = 2.0  # the e2e framework's Poll interval
+
+
+def wait_strategy() -> str:
+    """`watch` (winstor's waits) or `poll` (the benchmarks' upstream-style baseline)."""
+    value = os.environ.get(WAIT_STRATEGY_ENV, "").strip().lower() or "watch"
+    if value not in ("watch", "poll"):
+        raise ValueError(f"{WAIT_STRATEGY_ENV}={value!r}: expected watch or poll "
+                         "(poll is for benchmarks only)")
+    return value
+
+
+def poll_interval() -> float:
+    raw = os.environ.get(POLL_INTERVAL_ENV, "").strip()
+    try:
+        value = float(raw) if raw else UPSTREAM_POLL_INTERVAL
+    except ValueError:
+        raise ValueError(f"{POLL_INTERVAL_ENV}={raw!r}: expected seconds") from None
+    if value <= 0:
+        raise ValueError(f"{POLL_INTERVAL_ENV}={raw!r}: expected a positive number of seconds")
+    return value
+
+
+def _poll_for(api: Api, res: Resource, name: str | None, namespace: str | None, *,
+              condition: Condition, what: str, timeout: float, label_selector: str | None,
+              terminal_event: TerminalEvent, event_objects: tuple[str, ...],
+              on_event: Callable[[dict], None] | None, gone_ok: bool) -> WaitResult:
+    """The upstream framework's wait: GET (or LIST) every interval until the
+    condition holds or the timeout passes; object states and failure events do
+    not end it early.
+
+    One exception keeps the baseline's run passing: some waits wait *for* an
+    event (the claim's first event), as the framework's event waits do; those
+    LIST the namespace's events every round and end when their predicate names
+    one. Waits whose predicate only detects failure - the default, or one that
+    delegates to it (it calls a `FailedMount` final) - read no events at all,
+    as the framework's object waits do not.
+    """
+    interval = poll_interval()
+    started = time.monotonic()
+    deadline = started + timeout
+    reads_events = on_event is not None or _waits_for_an_event(terminal_event)
+    prefixes = tuple(p for p in (name, *event_objects) if p)
+    seen_events: dict[str, dict] = {}
+    latest: dict | None = None
+    rounds = 0
+    while True:
+        rounds += 1
+        if name:
+            obj = api.get_or_none(res, name, namespace)
+            if obj is None and gone_ok:
+                return WaitResult({}, time.monotonic() - started, list(seen_events.values()))
+            if obj is not None:
+                latest = obj
+                if condition(obj):
+                    return WaitResult(obj, time.monotonic() - started,
+                                      list(seen_events.values()))
+        else:
+            for item in api.items(res, namespace, label_selector=label_selector):
+                latest = item
+                if condition(item):
+                    return WaitResult(item, time.monotonic() - started,
+                                      list(seen_events.values()))
+        if reads_events:
+            for ev in api.items(EVENTS, namespace or "default"):
+                inv = ev.get("involvedObject") or {}
+                if not str(inv.get("name", "")).startswith(prefixes):
+                    continue
+                is_new = ev["metadata"]["name"] not in seen_events
+                seen_events[ev["metadata"]["name"]] = ev
+                if on_event is not None and is_new:
+                    on_event(ev)
+                why = terminal_event(ev)
+                if why:
+                    raise WaitFailed(f"{what} cannot happen: {why} — {describe_event(ev)}",
+                                     event=ev, elapsed=time.monotonic() - started,
+                                     timeout=timeout, obj=latest,
+                                     events=list(seen_events.values()))
+        now = time.monotonic()
+        if now >= deadline:
+            raise WaitFailed(f"timed out after {timeout:.0f}s waiting for {what} (polled "
+                             f"{rounds} times, every {interval:g}s)",
+                             elapsed=now - started, timeout=timeout, obj=latest,
+                             events=list(seen_events.values()))
+        time.sleep(max(0.0, min(started + rounds * interval, deadline) - now))
+
+
+def _waits_for_an_event(predicate: TerminalEvent) -> bool:
+    """Whether a wait's event predicate is what it waits for, not failure detection."""
+    if predicate in (default_terminal_event, no_terminal_event):
+        return False
+    probe = {"type": "Warning", "reason": "FailedMount", "count": 1,
+             "message": "MountVolume.SetUp failed (a probe of the predicate, not an event)",
+             "metadata": {"name": "winstor-poll-probe"}, "involvedObject": {}}
+    return predicate(probe) is None
+
+
 def _last_events(events: dict[str, dict], n: int = 3) -> str:
     def stamp(ev: dict) -> str:
         return ev.get("lastTimestamp") or ev.get("eventTime") or ""
@@ -253,7 +370,7 @@ def wait_gone(api: Api, res: Resource, name: str, namespace: str | None, *,
     if api.get_or_none(res, name, namespace) is None:
         return 0.0
     wait_for(api, res, name, namespace, condition=lambda o: False, what=what, timeout=timeout,
-             terminal_event=lambda e: None, gone_ok=True)
+             terminal_event=no_terminal_event, gone_ok=True)
     return time.monotonic() - started
 
 
