@@ -1,0 +1,240 @@
+"""The benchmark's own checks: its table is whole, and its numbers are the sim's.
+
+Nothing here asserts how fast anything is - speed is what `python -m bench`
+measures and prints. These tests show that the figures it prints are read from
+the embedded cluster's counters (a known workload moves them by known
+amounts), that the critical-path arithmetic is the documented one, and that
+the polling switch of the waits is a switch: off by default, and when on it
+polls instead of watching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import faults
+from bench.catalog import ROOT, CatalogRun
+from bench.simmetrics import Costs, costs, parse, scrape
+from winstor import waits
+from winstor.config import HOSTPROCESS_IMAGE, Timeouts
+from winstor.kube import EVENTS, PODS, Api
+from winstor.sim.timing import EKS_LATENCY, MINIMUM_PARTS, Clock, Union, minimum_critical_seconds
+
+SERVERCORE = "mcr.microsoft.com/windows/servercore:ltsc2019"
+TARGETS = ("<= 4 Windows pod starts per cluster", "exactly 1 EBS volume per cluster",
+           "1 image pull on the critical path", "modelled critical path <= 1.3 x minimum",
+           "4 clusters -n 4 <= 1.5 x 1 cluster", "fault detection within 5 % of the timeout",
+           "API requests <= 0.3 x polling", "winstor sim up ready < 2 s",
+           "exec round trip < 20 ms")
+
+
+# -- the critical-path arithmetic ----------------------------------------------------------
+def test_union_counts_overlaps_once_and_numbers_waves() -> None:
+    u = Union()
+    for start, end in [(0, 240), (1, 241), (100, 110), (241, 256), (300, 306)]:
+        u.add(start, end)
+    assert u.covered == 256 + 6
+    # A span that starts where the last one ended did not overlap it: a new wave.
+    assert u.waves == 3
+    assert [list(r) for r in u.runs] == [[0, 241], [241, 256], [300, 306]]
+
+
+def test_clock_without_sleeping_counts_each_operation_in_full() -> None:
+    clock = Clock(scale=0)
+
+    async def work() -> None:
+        await asyncio.gather(clock.spend("image_pull:servercore"),
+                             clock.spend("image_pull:servercore"), clock.spend("ebs_attach"))
+    asyncio.run(work())
+    samples = clock.samples("sim-9")
+    assert samples['winstor_sim_modelled_critical_seconds_total{cluster="sim-9"}'] == 492
+    key = 'cluster="sim-9",what="image_pull:servercore"'
+    assert samples[f"winstor_sim_modelled_operations_total{{{key}}}"] == 2
+    assert samples[f"winstor_sim_modelled_seconds_total{{{key}}}"] == 480
+    assert len(clock.spans) == 3
+
+
+def test_clock_counts_parallel_operations_once() -> None:
+    clock = Clock(scale=0.001)
+
+    async def work() -> None:
+        await asyncio.gather(*(clock.spend("image_pull:servercore") for _ in range(3)))
+        await clock.spend("ebs_attach")
+    asyncio.run(work())
+    # Three pulls side by side, then an attach: one wave of pulls, and a critical path
+    # of one pull plus the attach (the spans start microseconds apart, not 240 s).
+    assert clock.by_kind["image_pull:servercore"].waves == 1
+    assert 252 <= clock.critical.covered < 2 * 240
+    assert clock.modelled["image_pull:servercore"] == 720
+
+
+def test_minimum_is_the_sims_own_latencies() -> None:
+    assert minimum_critical_seconds() == (
+        EKS_LATENCY["image_pull:servercore"]
+        + 2 * (EKS_LATENCY["pod_sandbox:windows"] + EKS_LATENCY["container_start:windows"])
+        + EKS_LATENCY["ebs_attach"] + EKS_LATENCY["ebs_detach"])
+    assert dict(MINIMUM_PARTS)["image_pull:servercore"] == 1
+
+
+# -- the numbers come from the sim ---------------------------------------------------------
+def _pod(name: str, image: str, host_process: bool = False) -> dict:
+    spec: dict = {"nodeSelector": {"kubernetes.io/os": "windows"},
+                  "containers": [{"name": "c", "image": image,
+                                  "command": ["ping", "-t", "localhost"]}]}
+    if host_process:
+        spec["hostNetwork"] = True
+        spec["securityContext"] = {"windowsOptions": {"hostProcess": True,
+                                                      "runAsUserName": "NT AUTHORITY\\SYSTEM"}}
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default"}, "spec": spec}
+
+
+def test_costs_are_what_the_sim_counted(sim_factory) -> None:
+    """A known workload - one servercore pod, one HostProcess pod - moves the
+    counters the table is made of by exactly that much."""
+    sim = sim_factory(1)
+    api = Api.from_kubeconfig(str(sim.kubeconfig), "sim-1")
+    before = scrape(api)
+    for pod in (_pod("bench-workload", SERVERCORE), _pod("bench-probe", HOSTPROCESS_IMAGE, True)):
+        api.create(PODS, pod, "default")
+    for name in ("bench-workload", "bench-probe"):
+        waits.wait_for(api, PODS, name, "default", condition=waits.pod_ready,
+                       what=f"pod {name}", timeout=60)
+    got = costs("sim-1", before, scrape(api))
+    assert got.requests_by["CREATE pods"] == 2
+    assert got.requests == sum(got.requests_by.values())
+    assert (got.windows_workload_starts, got.windows_hostprocess_starts) == (1, 1)
+    assert got.servercore_pulls == 1 and got.servercore_pull_waves == 1
+    assert got.operations["pod_sandbox:windows"] == 2
+    pull = EKS_LATENCY["image_pull:servercore"]
+    assert pull <= got.critical_seconds <= sum(got.modelled_seconds.values())
+    assert got.time_scale == 0.002 and got.busy
+    assert got.volumes_provisioned == 0
+    # Events carry the microsecond time the fault benchmark measures from.
+    stamps = [e.get("eventTime") for e in api.items(EVENTS, "default")]
+    assert stamps and all(s and len(s.split(".")[-1]) == 7 for s in stamps)  # 6 digits + Z
+
+
+def test_metrics_parse_and_subtract() -> None:
+    before = parse('apiserver_request_total{verb="GET",group="",resource="",code="200"} 3\n'
+                   '# HELP x y\nwinstor_sim_pod_starts_total{os="windows",kind="workload"} 1\n')
+    after = parse('apiserver_request_total{verb="GET",group="",resource="",code="200"} 5\n'
+                  'apiserver_request_total{verb="LIST",group="",resource="pods",code="200"} 2\n'
+                  'winstor_sim_pod_starts_total{os="windows",kind="workload"} 4\n')
+    got = costs("c", before, after)
+    assert got.requests == 3  # 2 + 2, less the benchmark's own reading
+    assert got.requests_by == {"GET (other)": 1, "LIST pods": 2}
+    assert got.windows_workload_starts == 3
+
+
+# -- the report ------------------------------------------------------------------------------
+def test_quick_report_is_whole_and_from_the_sim(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--json", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = proc.stdout
+    for heading in ("Catalog wall time", "Per cluster, from its /metrics", "Targets (issue #7)"):
+        assert heading in text
+    for target in TARGETS:
+        assert target in text, target
+    doc = json.loads(out.read_text())
+    (run,) = doc["catalog"]
+    assert (run["clusters"], run["workers"], run["exit_code"]) == (1, 1, 0)
+    c = run["per_cluster"]["sim-1"]
+    assert c["requests"] == sum(c["requests_by"].values()) > 0
+    assert c["pod_starts"].get("windows/workload", 0) >= 1
+    assert c["objects_created"]["PersistentVolume"] >= 1
+    assert c["operations"]["image_pull:servercore"] >= c["waves"]["image_pull:servercore"] >= 1
+    assert max(c["union_seconds"].values()) <= c["critical_seconds"] <= sum(
+        c["modelled_seconds"].values()) + 1e-6
+    assert doc["minimum_seconds"] == minimum_critical_seconds()
+    # The table prints what was measured, not something else.
+    row = next(line for line in text.splitlines() if line.startswith("1x1 "))
+    w, h = c["pod_starts"].get("windows/workload", 0), c["pod_starts"].get(
+        "windows/hostprocess", 0)
+    assert f" {c['requests']} " in row and f"{w + h} ({w} + {h})" in row
+    assert f"{c['critical_seconds']:.0f}" in row
+    assert "not measured" in text  # the parts --quick leaves out say so
+
+
+# -- fault-detection arithmetic ---------------------------------------------------------------
+def test_fault_analysis_times_from_the_named_event() -> None:
+    cost = Costs("sim-1", time_scale=0.002, busy=[(100.2, 100.4)])
+    failure = {"nodeid": "suites/x.py::t[sim-1:EBS-BIND-01]", "when": "call", "start": 100.0,
+               "stop": 101.0, "text": "a Ready pod of deployment ns/app cannot happen: the "
+                                      "image cannot be pulled — Warning Failed on pod/app-1 "
+                                      "(x2): Error: ImagePullBackOff"}
+    events = [{"time": 99.0, "time_source": "eventTime", "type": "Warning", "reason": "Failed",
+               "message": 'Failed to pull image "x"', "object": "pod/other", "namespace": "n"},
+              {"time": 100.1, "time_source": "eventTime", "type": "Warning", "reason": "Failed",
+               "message": 'Failed to pull image "x"', "object": "pod/app-1", "namespace": "n"}]
+    run = CatalogRun(1, 1, ["image-pull-fails"], "watch", 0.002, 5.0, 1, {"sim-1": cost},
+                     [failure], {"sim-1": events})
+    row = faults.analyse("image-pull-fails", run, Timeouts.profile("sim"))
+    assert row["event"] == "Warning Failed on pod/app-1"
+    assert row["seconds"] == pytest.approx(0.9)
+    assert row["timeout"] == 90 and row["fraction"] == pytest.approx(0.01)
+    assert row["how"] == "terminal event"
+    # 0.2 s of the gap had modelled work in progress: 100 s on EKS, plus 0.7 s as measured.
+    assert row["modelled_in_gap"] == pytest.approx(100)
+    assert row["eks_seconds"] == pytest.approx(100.7, abs=0.1)
+    assert row["eks_timeout"] == 900
+
+
+# -- the polling switch ------------------------------------------------------------------------
+def test_wait_strategy_is_watch_unless_asked(monkeypatch) -> None:
+    monkeypatch.delenv(waits.WAIT_STRATEGY_ENV, raising=False)
+    assert waits.wait_strategy() == "watch"
+    monkeypatch.setenv(waits.WAIT_STRATEGY_ENV, "poll")
+    assert waits.wait_strategy() == "poll"
+    monkeypatch.setenv(waits.WAIT_STRATEGY_ENV, "sometimes")
+    with pytest.raises(ValueError, match="watch or poll"):
+        waits.wait_strategy()
+    monkeypatch.setenv(waits.POLL_INTERVAL_ENV, "-1")
+    with pytest.raises(ValueError, match="positive"):
+        waits.poll_interval()
+
+
+def test_polling_reads_events_only_when_waiting_for_one() -> None:
+    def claim_like(ev: dict) -> str | None:
+        return waits.default_terminal_event(ev) or None
+
+    def first_event(ev: dict) -> str | None:
+        return "seen" if ev.get("reason") == "WaitForFirstConsumer" else None
+    assert not waits._waits_for_an_event(waits.default_terminal_event)
+    assert not waits._waits_for_an_event(waits.no_terminal_event)
+    assert not waits._waits_for_an_event(claim_like)
+    assert waits._waits_for_an_event(first_event)
+
+
+def test_poll_strategy_polls_instead_of_watching(sim_factory, monkeypatch) -> None:
+    sim = sim_factory(1)
+    api = Api.from_kubeconfig(str(sim.kubeconfig), "sim-1")
+    api.create(PODS, _pod("bench-poll", SERVERCORE), "default")
+    monkeypatch.setenv(waits.WAIT_STRATEGY_ENV, "poll")
+    monkeypatch.setenv(waits.POLL_INTERVAL_ENV, "0.05")
+    before = scrape(api)
+    result = waits.wait_for(api, PODS, "bench-poll", "default", condition=waits.pod_ready,
+                            what="pod bench-poll", timeout=60)
+    got = costs("sim-1", before, scrape(api))
+    assert waits.pod_ready(result.obj)
+    assert got.requests_by.get("GET pods", 0) >= 1
+    assert not any(k.startswith("WATCH") for k in got.requests_by), got.requests_by
+    assert "LIST events" not in got.requests_by
+    monkeypatch.setenv(waits.WAIT_STRATEGY_ENV, "watch")
+    before = scrape(api)
+    waits.wait_for(api, PODS, "bench-poll", "default", condition=waits.pod_ready,
+                   what="pod bench-poll", timeout=60)
+    got = costs("sim-1", before, scrape(api))
+    assert got.requests_by.get("WATCH pods", 0) >= 1 or got.requests_by.get("LIST pods", 0) >= 1
+    with pytest.raises(waits.WaitFailed, match="polled"):
+        monkeypatch.setenv(waits.WAIT_STRATEGY_ENV, "poll")
+        waits.wait_for(api, PODS, "bench-poll", "default", condition=lambda o: False,
+                       what="a pod that never changes", timeout=0.2)
