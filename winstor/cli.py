@@ -75,7 +75,12 @@ def _sim_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(more: bool = True) -> argparse.ArgumentParser:
+    """The whole command line; ``more=False`` leaves out the subcommands of other modules.
+
+    Those modules import the Kubernetes client (~0.6 s), which `winstor sim ...` never uses and
+    `winstor sim up` cannot afford: its start-up time is how long every bare pytest run waits.
+    """
     parser = argparse.ArgumentParser(
         prog="winstor",
         description="Conformance checks for persistent storage on Windows Kubernetes nodes. "
@@ -113,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc = sim_sub.add_parser("scenarios", help="list the scenarios, one line each")
     sc.set_defaults(func=_sim_scenarios)
     sim.set_defaults(func=lambda a: _help(sim))
-    _register_more(sub)
+    if more:
+        _register_more(sub)
     return parser
 
 
@@ -139,7 +145,8 @@ def _register_more(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(more=argv[:1] != ["sim"])
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:

@@ -241,6 +241,8 @@ def test_background_start() -> None:
     try:
         assert aws.port > 0  # known as soon as start() returns
         aws.wait_ready()
+        assert aws.startup_seconds["ec2_backend"] >= 0
+        aws.warm_clients()  # what the sim does once it is ready
         assert aws.startup_seconds["first_ec2_call"] >= 0
         assert aws.env()["AWS_ENDPOINT_URL"] == aws.endpoint_url
     finally:

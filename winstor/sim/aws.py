@@ -34,15 +34,16 @@ Where moto is less faithful than AWS in ways the suite can observe, this module 
   in use on the instance; :meth:`AwsBackend.attach_volume` checks these first and raises
   :class:`AwsError` with AWS's codes and messages.
 
-Startup cost (measured on the 2-core dev machine, moto 5.2.5, boto3 1.44): importing
-``moto.server`` 0.3-0.45 s, binding ~0 s, IAM account setup ~0.2 s, then the first EC2 request
-1.8-2.1 s: moto importing its EC2 models 0.8-1.1 s (it JSON-decodes instance-type offerings for
-every region at import), botocore loading the EC2 service model for our client ~0.35 s, and moto
-building the account's EC2 backend ~0.3 s (~0.2 s of it loading moto's default AMI catalog, which
-``MOTO_EC2_LOAD_DEFAULT_AMIS=false`` in the sim process's environment skips). Ready in 2.6-2.8 s
-in all; seeding a three-node cluster with FSx then takes ~0.17 s. :meth:`AwsBackend.start` with
-``wait=False`` returns after the bind (~0.4 s) and does the rest on a warm-up thread, so the API
-server can start meanwhile; every other method waits for it.
+Startup cost (2-core dev machine, moto 5.2, boto3 1.44; the sim is not ready before it is
+seeded, so all of this is on its start-up path): importing boto3 and ``moto.server`` ~0.35 s,
+binding ~0 s, the IAM account ~0.02 s, importing moto's EC2 models and building the account's
+backends ~0.4 s (moto decodes the instance-type offerings of every region at import; moto's
+default AMI catalogue, another ~0.2 s, is skipped by ``MOTO_EC2_LOAD_DEFAULT_AMIS=false`` in the
+sim process's environment), seeding a cluster ~0.02 s. What the start no longer pays: three
+decodes of EC2's service model (:func:`_share_botocore_data`) and, by seeding through moto's
+backends rather than botocore clients, making the clients (~0.35 s) and moto's request handling.
+:meth:`warm_clients` makes the clients later. :meth:`AwsBackend.start` with ``wait=False``
+returns after the bind and does the rest on a warm-up thread; every other method waits for it.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ import shlex
 import string
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,28 +294,59 @@ def _is_eks_name(name: str) -> bool:
 # --------------------------------------------------------------------------- the backend
 
 
-def _share_region_tables() -> None:
-    """Let moto's EC2 models build their region list from one botocore session.
+#: Services whose endpoint prefix is their name, so their regions can be read from the endpoint
+#: tables alone. Moto asks for these regions while importing its models and making backends.
+_PREFIX_IS_NAME = frozenset({"ec2", "fsx", "config"})
+_shared_loader: Any = None
+_shared_lock = threading.Lock()
 
-    At import, moto asks three fresh boto3 sessions for the EC2 regions of each
-    partition, and each session parses botocore's endpoint tables again: half
-    a second of the sim's start-up. One shared session parses them once. This
-    patches boto3 in the sim process only, which serves AWS and makes no real
-    AWS calls.
+
+def _share_botocore_data() -> Any:
+    """Make moto, its region tables and our clients read botocore's data files once.
+
+    Left alone, one start decodes EC2's service model (the largest one, ~0.2 s of JSON) three
+    times and the endpoint tables five: moto asks three fresh boto3 sessions for EC2's regions
+    while importing its models (each loading the service model just to read its endpoint prefix),
+    its backend registry asks a botocore session of its own for each service's regions, moto's
+    request parser and serializer load the model through a loader of their own, and each
+    botocore client loads it again. Here one loader - moto's, which also applies moto's small
+    additions (two error shapes for EC2) - serves all of them, and region lists for services whose
+    endpoint prefix is their name come straight from the endpoint tables. This patches boto3 and
+    moto in the sim process only, which serves AWS and makes no real AWS calls; returns the loader.
     """
-    import boto3.session
-    import botocore.session
+    global _shared_loader
+    with _shared_lock:
+        if _shared_loader is not None:
+            return _shared_loader
+        import boto3.session
+        import botocore.session
+        import moto.core.base_backend
+        import moto.core.utils
+        from moto.core.loaders import create_loader
 
-    if getattr(boto3.session.Session.get_available_regions, "_winstor_shared", False):
-        return
-    shared = botocore.session.get_session()
+        class SharedSession(botocore.session.Session):
+            def get_available_regions(self, service_name: str, partition_name: str = "aws",
+                                      allow_non_regional: bool = False) -> list[str]:
+                if service_name not in _PREFIX_IS_NAME:
+                    return list(super().get_available_regions(service_name, partition_name,
+                                                              allow_non_regional))
+                resolver = self._get_internal_component("endpoint_resolver")
+                return list(resolver.get_available_endpoints(service_name, partition_name,
+                                                             allow_non_regional))
 
-    def get_available_regions(self: Any, service_name: str, partition_name: str = "aws",
-                              allow_non_regional: bool = False) -> list[str]:
-        return shared.get_available_regions(service_name, partition_name, allow_non_regional)
+        loader = create_loader()
+        shared = SharedSession()
+        shared.register_component("data_loader", loader)
 
-    get_available_regions._winstor_shared = True  # type: ignore[attr-defined]
-    boto3.session.Session.get_available_regions = get_available_regions  # type: ignore[method-assign]
+        def get_available_regions(self: Any, service_name: str, partition_name: str = "aws",
+                                  allow_non_regional: bool = False) -> list[str]:
+            return shared.get_available_regions(service_name, partition_name, allow_non_regional)
+
+        boto3.session.Session.get_available_regions = get_available_regions  # type: ignore[method-assign]
+        moto.core.utils.create_loader = lambda: loader
+        moto.core.base_backend.Session = lambda: shared  # type: ignore[attr-defined]
+        _shared_loader = loader
+        return loader
 
 
 class AwsBackend:
@@ -321,6 +354,13 @@ class AwsBackend:
 
     Thread-safe: controllers call it from worker threads. botocore clients are thread-safe, so one
     set is shared; EBS mutations hold a lock so the attach checks and the attach are one step.
+
+    Two ways in, for two reasons. Seeding (account, VPC, subnets, AMIs, instances, FSx) calls
+    moto's backends directly in this process: it must finish before the sim reports ready, and a
+    botocore client plus moto's request parsing cost ~0.6 s more than the seeding itself. The
+    seeded objects are then exactly what boto3 reads back through the server. EBS calls made while
+    the suite runs go through botocore clients and the server, so moto validates them as it does
+    the suite's own requests; the clients are made on first use or by :meth:`warm_clients`.
     """
 
     def __init__(self, region: str = "us-west-2", account_id: str | None = None,
@@ -333,10 +373,11 @@ class AwsBackend:
         self._access_key_id: str | None = None
         self._secret_access_key: str | None = None
         self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
         self._ready = threading.Event()
         self._ready_error: BaseException | None = None
         self._ebs_lock = threading.RLock()
-        self._seed_lock = threading.Lock()
+        self._seed_lock = threading.Lock()  # seeding: one cluster at a time, shared AMIs
         self._ami_ids: dict[str, str] = {}
         self._vpc_count = 0
         self._faults: dict[str, list[tuple[str, str]]] = {}
@@ -354,7 +395,7 @@ class AwsBackend:
         if self._server is not None:
             raise RuntimeError("AwsBackend already started")
         t0 = time.perf_counter()
-        _share_region_tables()
+        _share_botocore_data()
         from moto.server import ThreadedMotoServer  # lazy: moto is heavy to import
 
         # werkzeug logs every request at INFO and installs its own handler if nothing is set.
@@ -379,47 +420,79 @@ class AwsBackend:
             t0 = time.perf_counter()
             self._create_account()
             t1 = time.perf_counter()
-            self._make_clients()
-            # The first EC2 request makes moto import its EC2 models and build the backend.
-            self._clients["ec2"].describe_availability_zones()
+            # Importing moto's EC2 models is most of it (~0.35 s: it decodes the instance-type
+            # offerings of every region); building the account's backends is the rest.
+            self._ec2()
+            self._fsx()
             t2 = time.perf_counter()
-            self.startup_seconds.update(account=t1 - t0, first_ec2_call=t2 - t1)
+            self.startup_seconds.update(account=t1 - t0, ec2_backend=t2 - t1)
         except BaseException as exc:  # reported by wait_ready()
             self._ready_error = exc
         finally:
             self._ready.set()
 
     def _create_account(self) -> None:
-        import boto3
-        from botocore.config import Config
+        """An IAM user in this backend's account; moto maps its access key to the account."""
+        from moto.iam.models import iam_backends
+        from moto.utilities.utils import get_partition
 
-        session = boto3.Session(aws_access_key_id=_DUMMY_SECRET,
-                                aws_secret_access_key=_DUMMY_SECRET, region_name=self.region)
-        iam = session.client("iam", endpoint_url=self.endpoint_url,
-                             config=Config(retries={"total_max_attempts": 1}))
-        account = self.account_id
+        iam = iam_backends[self.account_id][get_partition(self.region)]
+        iam.create_user(self.region, user_name="winstor-sim")
+        key = iam.create_access_key(user_name="winstor-sim")
+        self._access_key_id = key.access_key_id
+        self._secret_access_key = key.secret_access_key
 
-        def into_account(request: Any, **_: Any) -> None:
-            request.headers["x-moto-account-id"] = account
+    def _ec2(self) -> Any:
+        """This account's moto EC2 backend in our region (what EC2 requests signed with our key
+        reach)."""
+        from moto.ec2.models import ec2_backends
 
-        iam.meta.events.register("before-sign.iam.*", into_account)
-        iam.create_user(UserName="winstor-sim")
-        key = iam.create_access_key(UserName="winstor-sim")["AccessKey"]
-        self._access_key_id = key["AccessKeyId"]
-        self._secret_access_key = key["SecretAccessKey"]
+        return ec2_backends[self.account_id][self.region]
+
+    def _fsx(self) -> Any:
+        from moto.fsx.models import fsx_backends
+
+        return fsx_backends[self.account_id][self.region]
+
+    def _client(self, service: str) -> Any:
+        """The botocore client for ``ec2`` or ``fsx``, made on first use."""
+        client = self._clients.get(service)
+        if client is None:
+            self.wait_ready()
+            with self._clients_lock:
+                if not self._clients:
+                    self._make_clients()
+                client = self._clients[service]
+        return client
 
     def _make_clients(self) -> None:
         import boto3
+        import botocore.session
         from botocore.config import Config
 
+        botocore_session = botocore.session.Session()
+        botocore_session.register_component("data_loader", _share_botocore_data())
         session = boto3.Session(aws_access_key_id=self._access_key_id,
                                 aws_secret_access_key=self._secret_access_key,
-                                region_name=self.region)
+                                region_name=self.region, botocore_session=botocore_session)
         config = Config(retries={"mode": "standard", "max_attempts": 3},
                         connect_timeout=5, read_timeout=30, max_pool_connections=32)
-        for service in ("ec2", "fsx"):
-            self._clients[service] = session.client(service, endpoint_url=self.endpoint_url,
-                                                    config=config)
+        clients = {service: session.client(service, endpoint_url=self.endpoint_url,
+                                           config=config) for service in ("ec2", "fsx")}
+        self._clients.update(clients)
+
+    def warm_clients(self) -> None:
+        """Make the clients and send one EC2 request, so that neither the controllers' first EBS
+        call nor the suite's first EC2 request waits for botocore and moto to load EC2's model.
+
+        Meant for a worker thread once the sim is ready; costs ~0.4 s of CPU.
+        """
+        t0 = time.perf_counter()
+        client = self._client("ec2")
+        if self._server is None:  # stopped meanwhile: nothing to warm
+            return
+        client.describe_availability_zones()
+        self.startup_seconds["first_ec2_call"] = time.perf_counter() - t0
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Block until the account exists and EC2 answered; re-raise a warm-up failure."""
@@ -502,32 +575,42 @@ class AwsBackend:
     # ----------------------------------------------------------------- seeding
 
     def seed_cluster(self, spec: ClusterSeed) -> ClusterAws:
-        """Create the VPC, subnets, AMIs, instances and FSx file system for one cluster."""
+        """Create the VPC, subnets, AMIs, instances and FSx file system for one cluster.
+
+        Calls moto's backends directly (see the class docstring), with the arguments moto's own
+        request handlers pass for the requests a client would send, so what boto3 reads back is
+        the same as for objects made over the wire.
+        """
         self.wait_ready()
-        ec2 = self._clients["ec2"]
         with self._seed_lock:
-            index = self._vpc_count
-            self._vpc_count += 1
+            return self._seed(spec)
+
+    def _seed(self, spec: ClusterSeed) -> ClusterAws:
+        ec2 = self._ec2()
+        index = self._vpc_count
+        self._vpc_count += 1
         network = ipaddress.ip_network(f"10.{index % 250}.0.0/16")
         cluster_tag = {f"kubernetes.io/cluster/{spec.name}": "shared"}
         vpc_id = ec2.create_vpc(
-            CidrBlock=str(network),
-            TagSpecifications=_tag_spec("vpc", {"Name": f"eksctl-{spec.name}-cluster/VPC",
-                                                **cluster_tag}),
-        )["Vpc"]["VpcId"]
+            str(network), "default", amazon_provided_ipv6_cidr_block=False,
+            ipv6_cidr_block_network_border_group=self.region,
+            tags=_tag_list({"Name": f"eksctl-{spec.name}-cluster/VPC", **cluster_tag}),
+        ).id
 
         zones = list(dict.fromkeys([n.zone for n in spec.nodes] + list(spec.extra_zones)))
         if not zones:
             zones = [f"{self.region}a"]
         subnets: dict[str, str] = {}
+        cidrs: dict[str, str] = {}
         subnet_nets = network.subnets(new_prefix=20)
         for zone in zones:
+            cidrs[zone] = str(next(subnet_nets))
             subnets[zone] = ec2.create_subnet(
-                VpcId=vpc_id, CidrBlock=str(next(subnet_nets)), AvailabilityZone=zone,
-                TagSpecifications=_tag_spec("subnet", {
+                vpc_id, cidrs[zone], None, zone, None,
+                tags={"subnet": {
                     "Name": f"eksctl-{spec.name}-cluster/SubnetPrivate{zone[-1].upper()}",
-                    "kubernetes.io/role/internal-elb": "1", **cluster_tag}),
-            )["Subnet"]["SubnetId"]
+                    "kubernetes.io/role/internal-elb": "1", **cluster_tag}},
+            ).id
 
         amis: dict[str, str] = {}
         nodes: dict[str, NodeAws] = {}
@@ -542,20 +625,35 @@ class AwsBackend:
                 f"kubernetes.io/cluster/{spec.name}": "owned",
                 "winstor.io/node-name": node.name,
             }
-            instance = ec2.run_instances(
-                ImageId=ami_id, MinCount=1, MaxCount=1, InstanceType=node.instance_type,
-                SubnetId=subnets[node.zone], TagSpecifications=_tag_spec("instance", tags),
-            )["Instances"][0]
+            instance = self._run_instance(ami_id, node.instance_type, subnets[node.zone], tags)
             nodes[node.name] = NodeAws(
-                name=node.name, instance_id=instance["InstanceId"], ami_id=ami_id,
+                name=node.name, instance_id=instance.id, ami_id=ami_id,
                 ami_name=ami_name, zone=node.zone, subnet_id=subnets[node.zone],
-                private_dns_name=instance.get("PrivateDnsName", ""),
-                private_ip=instance.get("PrivateIpAddress", ""),
+                private_dns_name=getattr(instance, "private_dns_name", None) or "",
+                private_ip=getattr(instance, "private_ip_address", None) or "",
             )
 
-        fsx = self._create_fsx(spec, vpc_id, subnets[zones[0]]) if spec.fsx else None
+        fsx = (self._create_fsx(spec, vpc_id, subnets[zones[0]], cidrs[zones[0]])
+               if spec.fsx else None)
         return ClusterAws(cluster_name=spec.name, vpc_id=vpc_id, subnets=subnets, nodes=nodes,
                           fsx=fsx, amis=amis)
+
+    def _run_instance(self, ami_id: str, instance_type: str, subnet_id: str,
+                      tags: Mapping[str, str]) -> Any:
+        """One instance, as moto's RunInstances handler makes it for ImageId, MinCount=MaxCount=1,
+        InstanceType, SubnetId and instance tags (plus the ClientToken botocore adds)."""
+        reservation = self._ec2().run_instances(
+            ami_id, 1, None, [],
+            instance_type=instance_type, is_instance_type_default=False, placement=None,
+            placement_hostid=None, region_name=self.region, subnet_id=subnet_id, key_name=None,
+            security_group_ids=[], nics=[], private_ip=None, associate_public_ip=None,
+            tags={"instance": dict(tags)}, ebs_optimized=False, disable_api_stop=False,
+            instance_market_options={}, instance_initiated_shutdown_behavior=None,
+            launch_template={}, hibernation_options={}, iam_instance_profile_name=None,
+            iam_instance_profile_arn=None, monitoring_state="disabled", ipv6_address_count=None,
+            metadata_options={}, client_token=str(uuid.uuid4()),
+        )
+        return reservation.instances[0]
 
     @staticmethod
     def _default_ami_name(spec: ClusterSeed, node: NodeSeed) -> str:
@@ -565,34 +663,31 @@ class AwsBackend:
         return eks_linux_ami_name(spec.k8s_version, spec.ami_release)
 
     def _ensure_ami(self, name: str, node: NodeSeed) -> str:
-        """Register an AMI once per backend and make it look like the real, public one."""
-        with self._seed_lock:
-            if name in self._ami_ids:
-                return self._ami_ids[name]
-            ec2 = self._clients["ec2"]
-            windows = node.os == "windows"
-            description = f"{name} (registered by the winstor sim)"
-            ami_id = ec2.register_image(
-                Name=name, Description=description, Architecture="x86_64",
-                RootDeviceName="/dev/sda1" if windows else "/dev/xvda",
-                VirtualizationType="hvm",
-            )["ImageId"]
-            owner = node.ami_owner
-            if owner is None and _is_eks_name(name):
-                owner = EKS_WINDOWS_AMI_OWNER if windows else EKS_LINUX_AMI_OWNER
-            self._patch_image(ami_id, owner=owner, windows=windows, name=name)
-            if owner is not None and owner != self.account_id:
-                ec2.modify_image_attribute(ImageId=ami_id,
-                                           LaunchPermission={"Add": [{"Group": "all"}]})
-            self._ami_ids[name] = ami_id
-            return ami_id
+        """Register an AMI once per backend and make it look like the real, public one.
+
+        Called with the seed lock held. Moto's RegisterImage keeps only the name and description
+        (architecture, root device and virtualization type are moto's defaults whatever is sent).
+        """
+        if name in self._ami_ids:
+            return self._ami_ids[name]
+        ec2 = self._ec2()
+        windows = node.os == "windows"
+        ami_id = ec2.register_image(name, f"{name} (registered by the winstor sim)").id
+        owner = node.ami_owner
+        if owner is None and _is_eks_name(name):
+            owner = EKS_WINDOWS_AMI_OWNER if windows else EKS_LINUX_AMI_OWNER
+        self._patch_image(ami_id, owner=owner, windows=windows, name=name)
+        if owner is not None and owner != self.account_id:
+            ec2.modify_image_attribute(ami_id=ami_id,
+                                       launch_permissions_to_add=[{"Group": "all"}],
+                                       launch_permissions_to_remove=[])
+        self._ami_ids[name] = ami_id
+        return ami_id
 
     def _patch_image(self, ami_id: str, *, owner: str | None, windows: bool, name: str) -> None:
         from datetime import datetime
 
-        from moto.ec2.models import ec2_backends
-
-        image = ec2_backends[self.account_id][self.region].amis[ami_id]
+        image = self._ec2().amis[ami_id]
         if owner is not None:
             image.owner_id = owner
             image.owner_alias = "amazon" if owner in (EKS_WINDOWS_AMI_OWNER,
@@ -603,8 +698,8 @@ class AwsBackend:
         if date is not None:
             image.creation_date = datetime(*date)  # moto keeps naive UTC datetimes
 
-    def _create_fsx(self, spec: ClusterSeed, vpc_id: str, subnet_id: str) -> FsxInfo:
-        fsx = self._clients["fsx"]
+    def _create_fsx(self, spec: ClusterSeed, vpc_id: str, subnet_id: str,
+                    subnet_cidr: str) -> FsxInfo:
         ad = {
             "DomainName": spec.ad_domain,
             "OrganizationalUnitDistinguishedName":
@@ -615,40 +710,41 @@ class AwsBackend:
             "Password": "NotARealPassword-1",  # moto stores it; our to_dict never renders it
             "DnsIps": ["10.0.0.10", "10.0.0.11"],
         }
-        created = fsx.create_file_system(
-            FileSystemType="WINDOWS", StorageCapacity=32, StorageType="SSD",
-            SubnetIds=[subnet_id], SecurityGroupIds=[],
-            Tags=[{"Key": "Name", "Value": f"{spec.name}-fsx"},
+        created = self._fsx().create_file_system(
+            client_request_token=str(uuid.uuid4()), file_system_type="WINDOWS",
+            storage_capacity=32, storage_type="SSD", subnet_ids=[subnet_id],
+            security_group_ids=[],
+            tags=[{"Key": "Name", "Value": f"{spec.name}-fsx"},
                   {"Key": f"kubernetes.io/cluster/{spec.name}", "Value": "shared"}],
-            WindowsConfiguration={
+            kms_key_id=None,
+            windows_configuration={
                 "SelfManagedActiveDirectoryConfiguration": ad,
                 "DeploymentType": "SINGLE_AZ_2",
                 "PreferredSubnetId": subnet_id,
                 "ThroughputCapacity": 32,
                 "AutomaticBackupRetentionDays": 7,
             },
-        )["FileSystem"]
-        fs_id = created["FileSystemId"]
+            lustre_configuration=None, ontap_configuration=None, file_system_type_version=None,
+            open_zfs_configuration=None,
+        )
+        fs_id = created.file_system_id
         dns_name = f"amznfsx{_random_lower(8)}.{spec.ad_domain}"
         self._fsx_lifecycle[fs_id] = "AVAILABLE"
-        self._patch_file_system(fs_id, vpc_id=vpc_id, subnet_id=subnet_id, dns_name=dns_name,
+        self._patch_file_system(fs_id, vpc_id=vpc_id, subnet_id=subnet_id,
+                                subnet_cidr=subnet_cidr, dns_name=dns_name,
                                 domain=spec.ad_domain, ad=ad)
         return FsxInfo(file_system_id=fs_id, dns_name=dns_name,
                        share_remote_path=f"\\\\{dns_name}\\share", domain_name=spec.ad_domain)
 
-    def _patch_file_system(self, fs_id: str, *, vpc_id: str, subnet_id: str, dns_name: str,
-                           domain: str, ad: Mapping[str, Any]) -> None:
+    def _patch_file_system(self, fs_id: str, *, vpc_id: str, subnet_id: str, subnet_cidr: str,
+                           dns_name: str, domain: str, ad: Mapping[str, Any]) -> None:
         """Give moto's file-system object the response shape real FSx for Windows returns."""
-        from moto.fsx.models import fsx_backends
-
-        fs = fsx_backends[self.account_id][self.region].file_systems[fs_id]
+        fs = self._fsx().file_systems[fs_id]
         fs.dns_name = dns_name
         created_at = time.time()
         owner = self.account_id
         lifecycles = self._fsx_lifecycle
-        subnet_net = ipaddress.ip_network(
-            self._clients["ec2"].describe_subnets(SubnetIds=[subnet_id])
-            ["Subnets"][0]["CidrBlock"])
+        subnet_net = ipaddress.ip_network(subnet_cidr)
         preferred_ip = str(subnet_net.network_address + 250)
         windows = {
             "ActiveDirectoryId": None,
@@ -731,7 +827,7 @@ class AwsBackend:
             kwargs["TagSpecifications"] = _tag_spec("volume", tags)
         if volume_type == "gp3":
             kwargs.update(Iops=3000, Throughput=125)
-        created = self._call("create_volume", self._clients["ec2"].create_volume, **kwargs)
+        created = self._call("create_volume", self._client("ec2").create_volume, **kwargs)
         return str(created["VolumeId"])
 
     def next_device_name(self, instance_id: str, style: Literal["csi", "in-tree"] = "csi") -> str:
@@ -748,7 +844,7 @@ class AwsBackend:
     def attach_volume(self, volume_id: str, instance_id: str, device: str | None = None) -> str:
         """Attach, refusing what AWS refuses; returns the device name used."""
         self.wait_ready()
-        ec2 = self._clients["ec2"]
+        ec2 = self._client("ec2")
         with self._ebs_lock:
             self._take_fault("attach_volume")
             volume = self._describe_volume(volume_id, "attach_volume")
@@ -791,7 +887,7 @@ class AwsBackend:
                 raise AwsError("InvalidAttachment.NotFound",
                                f"The volume '{volume_id}' is not attached to instance "
                                f"'{instance_id}'", "detach_volume")
-            self._call("detach_volume", self._clients["ec2"].detach_volume,
+            self._call("detach_volume", self._client("ec2").detach_volume,
                        VolumeId=volume_id, InstanceId=instance_id)
 
     def delete_volume(self, volume_id: str) -> None:
@@ -799,7 +895,7 @@ class AwsBackend:
         self.wait_ready()
         with self._ebs_lock:
             self._take_fault("delete_volume")
-            self._call("delete_volume", self._clients["ec2"].delete_volume, VolumeId=volume_id)
+            self._call("delete_volume", self._client("ec2").delete_volume, VolumeId=volume_id)
 
     def volume_state(self, volume_id: str) -> dict[str, Any] | None:
         """A plain summary of a volume, or None if it does not exist."""
@@ -836,7 +932,7 @@ class AwsBackend:
                            operation) from exc
 
     def _describe_volume(self, volume_id: str, operation: str) -> dict[str, Any]:
-        volumes = self._call(operation, self._clients["ec2"].describe_volumes,
+        volumes = self._call(operation, self._client("ec2").describe_volumes,
                              VolumeIds=[volume_id])["Volumes"]
         if not volumes:
             raise AwsError("InvalidVolume.NotFound",
@@ -844,7 +940,7 @@ class AwsBackend:
         return dict(volumes[0])
 
     def _describe_instance(self, instance_id: str) -> dict[str, Any]:
-        reservations = self._call("describe_instances", self._clients["ec2"].describe_instances,
+        reservations = self._call("describe_instances", self._client("ec2").describe_instances,
                                   InstanceIds=[instance_id])["Reservations"]
         for reservation in reservations:
             for instance in reservation["Instances"]:
@@ -865,8 +961,11 @@ class AwsBackend:
 
 
 def _tag_spec(resource_type: str, tags: Mapping[str, str]) -> list[dict[str, Any]]:
-    return [{"ResourceType": resource_type,
-             "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
+    return [{"ResourceType": resource_type, "Tags": _tag_list(tags)}]
+
+
+def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
 
 
 def _random_account_id() -> str:

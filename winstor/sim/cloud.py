@@ -6,6 +6,7 @@ keeps the controllers' EBS calls in one place.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from .aws import AwsBackend, ClusterAws, ClusterSeed, NodeSeed
@@ -15,6 +16,8 @@ from .topology import ClusterPlan
 # autumn-2024 AMI (csi-proxy 1.1.3), cluster 2 a 2025 one (csi-proxy 1.2.1).
 AMI_RELEASES = {1: "2024.11.12", 0: "2025.11.14"}
 
+log = logging.getLogger(__name__)
+
 
 class SimCloud:
     def __init__(self, region: str) -> None:
@@ -22,6 +25,16 @@ class SimCloud:
 
     def start(self) -> None:
         self.backend.start(wait=True)
+
+    def warm(self) -> None:
+        """Make the EBS clients once the sim is ready: ~0.4 s the start need not wait for.
+
+        A failure here only means the first EBS call makes them instead.
+        """
+        try:
+            self.backend.warm_clients()
+        except Exception as exc:
+            log.debug("warming the AWS clients failed: %s", exc)
 
     def stop(self) -> None:
         self.backend.stop()

@@ -159,6 +159,8 @@ async def serve(sim: Sim, kubeconfig: Path, aws_env: Path | None, quiet: bool = 
     try:
         await sim.start()
         sim.write(kubeconfig, aws_env)
+        if sim.aws is not None:  # the EBS clients, made after the readiness signal
+            loop.run_in_executor(None, sim.aws.warm)
         if not quiet:
             took = time.monotonic() - started
             names = ", ".join(f"{c.name} (Kubernetes {c.kube_version}"
