@@ -20,9 +20,11 @@ same machine; the event's is the sim's microsecond `eventTime`.
 The sim runs EKS latencies at 1/500 but its timeouts at 1/10 (pod start) or
 1/5 (claims), so a delay made of *modelled* work - the failing check waiting
 for a parallel pull, say - looks 50 times smaller against the sim timeout than
-it would on EKS. The row therefore also gives an EKS estimate: the modelled
-seconds that passed between event and failure (from the sim's busy runs,
-unscaled) plus the rest of the gap as it was, against the `eks` timeout.
+it would on EKS. The row therefore also gives an EKS range against the `eks`
+timeout: at least the gap as measured (no modelled work held the failure
+back), at most the modelled seconds that passed in the gap (from the sim's
+busy runs, unscaled) plus the rest of the gap (all of it did). Which end is
+nearer depends on what the check waited for; the sim does not know.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def analyse(scenario: str, run: CatalogRun, timeouts: Timeouts) -> dict[str, Any
                            "event": None, "check": None, "seconds": None, "timeout": None,
                            "wait": None, "fraction": None, "how": None,
                            "modelled_in_gap": None, "eks_seconds": None, "eks_timeout": None,
-                           "eks_fraction": None,
+                           "eks_fraction": None, "eks_low_fraction": None,
                            "event_time_source": None,
                            "problem": run.event_errors.get(cluster)}
     failed = sorted((f for f in run.failures if fault.symptom in f["text"]),
@@ -106,6 +108,7 @@ def analyse(scenario: str, run: CatalogRun, timeouts: Timeouts) -> dict[str, Any
                fraction=round(seconds / timeout, 4), event_time_source=ev["time_source"],
                modelled_in_gap=round(modelled, 1), eks_seconds=round(eks_seconds, 1),
                eks_timeout=eks_timeout, eks_fraction=round(eks_seconds / eks_timeout, 4),
+               eks_low_fraction=round(seconds / eks_timeout, 6),
                how="terminal event" if "cannot happen" in first["text"] else
                "timeout" if "timed out" in first["text"] else "other")
     return row

@@ -186,6 +186,7 @@ def test_fault_analysis_times_from_the_named_event() -> None:
     assert row["modelled_in_gap"] == pytest.approx(100)
     assert row["eks_seconds"] == pytest.approx(100.7, abs=0.1)
     assert row["eks_timeout"] == 900
+    assert row["eks_low_fraction"] == pytest.approx(0.9 / 900)
 
 
 # -- the polling switch ------------------------------------------------------------------------

@@ -14,6 +14,10 @@ operations counted once. Using the nominal end (not the moment the sleep
 really returned) keeps the event loop's lateness out of the figure. What is
 *not* in it: time in which no modelled operation runs - the client thinking,
 API round trips, exec probes - because the sim has no EKS figure for those.
+Kubelet back-off is modelled waiting and counts; an operation cut short (its
+pod deleted mid-pull) still counts its whole nominal span; with
+`--time-scale 0` nothing can be seen to overlap and operations count one
+after another.
 """
 
 from __future__ import annotations
