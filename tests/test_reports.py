@@ -115,7 +115,7 @@ def test_bare_run_writes_valid_reports(bare_run: tuple[str, Path, dict]) -> None
             assert node["ami_id"].startswith("ami-") and "EKS_Optimized" in node["ami_name"]
             assert node["csi_proxy_version"]
         names = {p["name"] for p in cluster["timeline"]}
-        assert {"pod start", "node probes start", "check", "image pull"} <= names
+        assert {"pod start", "node probe start", "check", "image pull"} <= names
 
 
 def test_report_renders_again_from_results(bare_run: tuple[str, Path, dict],

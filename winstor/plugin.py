@@ -203,7 +203,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if workeroutput is not None:
         workeroutput["winstor_notes"] = _cluster_notes(state)
     elif state.crashed_workers:
-        _sweep_after_crash(state)
+        _sweep(state, f"a worker crashed ({'; '.join(state.crashed_workers)})")
+    elif state.interrupted and not config.option.collectonly:
+        # Ctrl-C may land between creating an object and the fixture that owns it
+        # reaching its teardown; the run's labels still find whatever that left.
+        _sweep(state, "the run was interrupted")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -231,6 +235,7 @@ def _install_interrupt_handler(state: RunState) -> None:
     def handler(signum: int, frame: Any) -> None:
         if not interrupted:
             interrupted.append(True)
+            state.interrupted = True
             raise KeyboardInterrupt
         _stop_now(state)
 
@@ -255,7 +260,7 @@ def _stop_now(state: RunState) -> None:
     os._exit(130)
 
 
-def _sweep_after_crash(state: RunState) -> None:
+def _sweep(state: RunState, why: str) -> None:
     """Run `winstor janitor --run <this run>` on every cluster of the run."""
     import os
     import subprocess
@@ -282,8 +287,7 @@ def _sweep_after_crash(state: RunState) -> None:
             lines = ["janitor: did not finish within 600 s"]
         notes = state.remote_notes.setdefault(target.name, {})
         notes.setdefault("notes", []).extend(
-            [f"a worker crashed ({'; '.join(state.crashed_workers)}); swept run {s.run_id}:"]
-            + [f"  {ln}" for ln in lines])
+            [f"{why}; swept run {s.run_id}:"] + [f"  {ln}" for ln in lines])
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -27,6 +27,7 @@ class RunState:
     launch_error: str | None = None
     remote_notes: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     crashed_workers: list[str] = field(default_factory=list)
+    interrupted: bool = False  # a first Ctrl-C arrived: the run's objects are swept at the end
     # cluster -> fixtures its selected checks use (for fixtures.headstart)
     needed_fixtures: dict[str, set[str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
