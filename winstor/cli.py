@@ -63,7 +63,13 @@ def _sim_up(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(sim, Path(args.kubeconfig), Path(args.aws_env) if args.aws_env
                           else None, quiet=args.quiet, parent_pid=args.exit_with))
-    return 0
+    # Stopped cleanly: servers closed, kubeconfig and AWS settings removed. Leave without the
+    # interpreter's teardown, which frees moto's and the schemas' objects one by one (~0.8 s on
+    # an idle 2-core machine, several seconds on a busy one) while the run that started us waits.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(0)
 
 
 def _sim_scenarios(args: argparse.Namespace) -> int:

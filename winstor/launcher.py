@@ -69,7 +69,7 @@ class SimProcess:
                            f"{self._tail()}")
                 self.stop()
                 raise LaunchError(message)
-            time.sleep(0.05)
+            time.sleep(0.01)  # a stat a poll; the sim is ready in ~1.5 s, so poll finely
         self.aws_env = read_env_file(env_file)
 
     def _tail(self) -> str:
