@@ -101,11 +101,12 @@ class _Feed(threading.Thread):
 
     def __init__(self, api: Api, res: Resource, namespace: str | None,
                  field_selector: str | None, out: queue.Queue[tuple[str, Any]], tag: str,
-                 label_selector: str | None = None) -> None:
+                 label_selector: str | None = None, listed_at: str | None = None) -> None:
         super().__init__(daemon=True, name=f"winstor-watch-{tag}")
         self.api, self.res, self.namespace = api, res, namespace
         self.field_selector, self.out, self.tag = field_selector, out, tag
         self.label_selector = label_selector
+        self.listed_at = listed_at  # the caller listed already: watch from that version
         self.stopped = threading.Event()
         self.stream: Any = None
         self.reconnects = 0
@@ -128,7 +129,7 @@ class _Feed(threading.Thread):
 
     def run(self) -> None:
         try:
-            rv = self._relist()
+            rv = self.listed_at or self._relist()
             while not self.stopped.is_set():
                 try:
                     self.stream = self.api.watch(self.res, self.namespace, rv,
@@ -188,13 +189,28 @@ def wait_for(api: Api, res: Resource, name: str | None, namespace: str | None, *
     out: queue.Queue[tuple[str, Any]] = queue.Queue()
     started = time.monotonic()
     deadline = started + timeout
-    feeds = [_Feed(api, res, namespace, f"metadata.name={name}" if name else None, out, "obj",
-                   label_selector),
+    selector = f"metadata.name={name}" if name else None
+    # One LIST first: a wait whose condition already holds (or whose object is
+    # already gone, or already cannot get there) ends on it, without a watch or
+    # the events at all - most waits of a healthy run, one request each.
+    listed = api.list(res, namespace, field_selector=selector, label_selector=label_selector)
+    latest: dict | None = None
+    for item in listed.get("items") or []:
+        latest = item
+        if condition(item):
+            return WaitResult(item, time.monotonic() - started, [])
+        why = terminal_state(item) if terminal_state is not None else None
+        if why:
+            raise WaitFailed(f"{what} cannot happen: {why}", elapsed=time.monotonic() - started,
+                             timeout=timeout, obj=item)
+    if not listed.get("items") and gone_ok and name:
+        return WaitResult({}, time.monotonic() - started, [])
+    feeds = [_Feed(api, res, namespace, selector, out, "obj", label_selector,
+                   listed_at=listed["metadata"]["resourceVersion"]),
              _Feed(api, EVENTS, namespace or "default", "", out, "event")]
     for f in feeds:
         f.start()
     seen_events: dict[str, dict] = {}
-    latest: dict | None = None
     prefixes = tuple(p for p in (name, *event_objects) if p)
     try:
         while True:
