@@ -100,8 +100,11 @@ def measure(args: argparse.Namespace, say: Any) -> dict[str, Any]:
         say(f"eks-like: 1 cluster at --time-scale {scale:g}, polling every {interval:g} s")
         poll = run_catalog(1, strategy="poll", env={POLL_INTERVAL_ENV: f"{interval:g}"},
                            time_scale=scale)
+        say(f"eks-like: 4 clusters at --time-scale {scale:g}, -n 4")
+        four = run_catalog(4, min(4, args.max_workers), time_scale=scale)
         out["eks_like"] = {"time_scale": scale, "interval": interval,
-                           "watch": watch.summary(), "poll": poll.summary()}
+                           "watch": watch.summary(), "poll": poll.summary(),
+                           "four": four.summary()}
     if "poll" in args.parts:
         base = next((r for r in runs if r.clusters == 1 and r.workers == 1), None)
         if base is None:
@@ -210,6 +213,13 @@ def targets(doc: dict[str, Any]) -> list[tuple[str, str, str]]:
                      verdict(q <= 1.5)))
     else:
         rows.append(("4 clusters -n 4 <= 1.5 x 1 cluster", nm, nm))
+    eks_like = doc.get("eks_like") or {}
+    if eks_like.get("four"):
+        one, four = eks_like["watch"]["wall_seconds"], eks_like["four"]["wall_seconds"]
+        rows.append((f"  the same at time scale {eks_like['time_scale']:g} "
+                     f"(-n {eks_like['four']['workers']})",
+                     f"{four / one:.2f} x ({four:.1f} s vs {one:.1f} s)",
+                     verdict(four / one <= 1.5)))
     if doc.get("faults"):
         fr = [f for f in doc["faults"] if f["fraction"] is not None]
         missing = [f["scenario"] for f in doc["faults"] if f["fraction"] is None]
