@@ -34,16 +34,22 @@ Where moto is less faithful than AWS in ways the suite can observe, this module 
   in use on the instance; :meth:`AwsBackend.attach_volume` checks these first and raises
   :class:`AwsError` with AWS's codes and messages.
 
-Startup cost (2-core dev machine, moto 5.2, boto3 1.44; the sim is not ready before it is
-seeded, so all of this is on its start-up path): importing boto3 and ``moto.server`` ~0.35 s,
-binding ~0 s, the IAM account ~0.02 s, importing moto's EC2 models and building the account's
-backends ~0.4 s (moto decodes the instance-type offerings of every region at import; moto's
-default AMI catalogue, another ~0.2 s, is skipped by ``MOTO_EC2_LOAD_DEFAULT_AMIS=false`` in the
-sim process's environment), seeding a cluster ~0.02 s. What the start no longer pays: three
-decodes of EC2's service model (:func:`_share_botocore_data`) and, by seeding through moto's
-backends rather than botocore clients, making the clients (~0.35 s) and moto's request handling.
-:meth:`warm_clients` makes the clients later. :meth:`AwsBackend.start` with ``wait=False``
-returns after the bind and does the rest on a warm-up thread; every other method waits for it.
+Startup cost (2-core dev machine, moto 5.2.5, boto3 1.44, with the garbage collector held off
+as `winstor sim up` does; the sim is not ready before it is seeded, so all of this is on its
+start-up path): importing boto3 and ``moto.server`` ~0.28 s, binding ~0 s, the IAM account
+~0.04 s, importing moto's EC2 models and building the account's backends ~0.19 s (moto decodes
+the instance-type offerings of every region at import; its default AMI catalogue, another ~0.2 s,
+is skipped by ``MOTO_EC2_LOAD_DEFAULT_AMIS=false`` in the sim process's environment), seeding a
+three-node cluster with FSx ~0.005 s. Not on the path any more: decoding EC2's service model
+(three times, before :func:`_share_botocore_data`) and, since seeding calls moto's backends
+rather than going through botocore clients and the server, making the clients and moto's request
+handling (~0.6 s); :meth:`AwsBackend.warm_clients` does the client part (~0.16 s) once the sim
+is ready. :meth:`AwsBackend.start` with ``wait=False`` returns after the bind and does the rest on
+a warm-up thread; every other method waits for it.
+
+The direct calls follow the backend signatures of moto 5.2 (what its request handlers pass);
+tests/sim/test_aws.py and tests/test_awsfacts.py read everything seeded back through boto3, so a
+moto release that changes them fails there first.
 """
 
 from __future__ import annotations
@@ -96,8 +102,6 @@ FSX_LIFECYCLES = frozenset(
     {"AVAILABLE", "CREATING", "FAILED", "DELETING", "MISCONFIGURED", "UPDATING",
      "MISCONFIGURED_UNAVAILABLE"}
 )
-
-_DUMMY_SECRET = "testing"
 
 
 # --------------------------------------------------------------------------- seeds and results
