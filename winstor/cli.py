@@ -119,7 +119,9 @@ def build_parser(more: bool = True) -> argparse.ArgumentParser:
                          "repeatable; see `winstor sim scenarios`")
     up.add_argument("--flavour", choices=("eks", "kind"), default="eks",
                     help="eks: Windows and Linux nodes, EBS, FSx, csi-proxy (default); "
-                         "kind: Linux nodes, local-path storage, a share directory")
+                         "kind: the kind profile's cluster - Linux nodes, a worker labelled "
+                         "as the Windows stand-in with /winstor (the share and its mapping "
+                         "record), PowerShell 7 stand-in pods, local-path storage, FSx in moto")
     up.add_argument("--time-scale", type=_scale, default=0.002, metavar="F",
                     help="multiply the modelled EKS latencies by F (default 0.002)")
     up.add_argument("--watch-history", type=_positive_int, default=5000, metavar="N",
