@@ -54,11 +54,15 @@ def exec_round_trips(samples: int) -> list[float]:
 
 
 def measure(rounds: int, samples: int, sizes: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
-    ready = {n: [ready_seconds(n) for _ in range(rounds)] for n in sizes}
-    rt = sorted(exec_round_trips(samples))
-    return {
-        "ready": {str(n): {"median": statistics.median(v), "min": min(v), "max": max(v),
-                           "samples": v} for n, v in ready.items()},
-        "exec": {"median": statistics.median(rt), "p90": rt[max(0, int(len(rt) * 0.9) - 1)],
-                 "samples": len(rt)},
-    }
+    """Readiness over `rounds` starts per size and `samples` exec round trips;
+    a part asked for zero times is left out."""
+    out: dict[str, Any] = {}
+    if rounds > 0:
+        ready = {n: [ready_seconds(n) for _ in range(rounds)] for n in sizes}
+        out["ready"] = {str(n): {"median": statistics.median(v), "min": min(v), "max": max(v),
+                                 "samples": v} for n, v in ready.items()}
+    if samples > 0:
+        rt = sorted(exec_round_trips(samples))
+        out["exec"] = {"median": statistics.median(rt),
+                       "p90": rt[max(0, int(len(rt) * 0.9) - 1)], "samples": len(rt)}
+    return out
