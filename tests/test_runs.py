@@ -49,3 +49,32 @@ def test_clusters_file_runs_the_catalog_on_each(sim_factory, tmp_path: Path) -> 
     assert result.code == 0, result.output[-3000:]
     assert set(result.outcomes) == {f"{n}:{c}" for n in ("east", "west") for c in ALL}
     assert "east: 20 passed" in result.output and "west: 20 passed" in result.output
+
+
+def test_keep_on_failure_keeps_the_failing_clusters_objects(sim_factory, tmp_path: Path) -> None:
+    """--keep-on-failure leaves a cluster with a failed check as it was - the
+    namespaces with their pods, node probes and share pods included - says so,
+    and `winstor janitor --run` removes it all after. (The claim is not among
+    them here: EBS-CLEANUP-01 deletes it as what it checks.)"""
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    sim = sim_factory(2, ["1:smb-mapping-missing"])
+    args = [f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1", "--context", "sim-2",
+            "--keep-on-failure", "--run-id", "keepme"]
+    result = run_suite(args, tmp_path, env=sim.aws_env)
+    assert result.outcomes["sim-1:SMB-MAP-01"] == "failed", result.output[-3000:]
+    assert "kept (--keep-on-failure)" in result.output
+    kept = leftovers(sim, "sim-1")
+    assert "namespace/winstor-keepme" in kept and "namespace/winstor-keepme-host" in kept
+    pods = {k.rsplit("/", 1)[1] for k in kept if k.startswith("pod/winstor-keepme-host/")}
+    assert {"test-fsx", "test-fsx-reader", "winstor-node-probe-0"} <= pods, kept
+    assert leftovers(sim, "sim-2") == []  # nothing failed there: cleaned as usual
+    janitor = subprocess.run([sys.executable, "-m", "winstor", "janitor", "--run", "keepme",
+                              f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300,
+                             env={**__import__("os").environ, **sim.aws_env})
+    assert janitor.returncode == 0, janitor.stdout + janitor.stderr
+    assert leftovers(sim, "sim-1") == []
