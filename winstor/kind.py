@@ -199,7 +199,12 @@ def _up(args: argparse.Namespace) -> int:
         made["state"] = state
         _say("starting the moto server (AWS mock)")
         made["moto"], aws_env = _start_moto(state, args.region)
-        fsx = _create_fsx(aws_env, args.name)
+        try:
+            fsx = _create_fsx(aws_env, args.name)
+        except KindError:
+            raise
+        except Exception as err:  # botocore's errors: one line, not a traceback
+            raise KindError(f"creating the FSx file system in moto failed: {err}") from None
         _say(f"FSx for Windows {fsx['id']} ({fsx['dns']}) in moto at "
              f"{aws_env['AWS_ENDPOINT_URL']}")
         mappings = [{"LocalPath": "G:", "RemotePath": fsx["share"], "Status": 0}]
@@ -221,6 +226,9 @@ def _up(args: argparse.Namespace) -> int:
             node_dir=str(node_dir), aws_env=aws_env, moto_pid=made["moto"], fsx=fsx).save()
     except BaseException as err:
         _undo(made)
+        if isinstance(err, KeyboardInterrupt):
+            print("winstor: kind up: interrupted; removed what it had made", file=sys.stderr)
+            return 130
         if isinstance(err, KindError | OSError):
             print(f"winstor: error: kind up: {err}", file=sys.stderr)
             return 1
