@@ -95,7 +95,9 @@ def node_probe_pod(namespace: str, labels: dict[str, str], node: str, name: str,
     pod["metadata"]["name"] = name
     pod["spec"]["nodeSelector"]["kubernetes.io/hostname"] = node
     probe = pod["spec"]["containers"][0]
-    if prepull and prepull != probe["image"]:
+    if prepull and profile.stand_in_image is not None:
+        probe["image"] = prepull  # the stand-in probes with the workloads' own pwsh image
+    elif prepull and prepull != probe["image"]:
         pod["spec"]["containers"].append({
             "name": PREPULL, "image": prepull, "imagePullPolicy": "IfNotPresent",
             "command": list(probe["command"])})
