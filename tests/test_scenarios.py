@@ -102,3 +102,29 @@ def test_terminal_events_end_waits_early(scenario: str, sim_factory, tmp_path: P
     message = result.messages["sim-1:EBS-BIND-01"]
     assert "cannot happen" in message, message
     assert result.times["sim-1:EBS-BIND-01"] < 0.2 * 90, result.times
+
+
+def test_failures_are_reported_when_the_cluster_shows_them(tmp_path: Path) -> None:
+    """A slow object that fails early decides its checks at once: with the
+    servercore pull taking seconds (a tenth of EKS time scaled by 0.02), the
+    share pod's failed mount fails SMB-POD-01 and SMB-SHARED-01 before the
+    checks that wait for the healthy Deployment's pull, though they come later
+    in the catalog - and every verdict is the one catalog order gives."""
+    from winstor.launcher import SimProcess
+
+    sim = SimProcess(1, ["smb-mapping-missing"], time_scale=0.02)
+    sim.start()
+    try:
+        args = [f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1", "--timeouts", "sim"]
+        result = run_suite(args, tmp_path, env=sim.aws_env)
+    finally:
+        sim.stop()
+    outcomes = {k.split(":", 1)[1]: v for k, v in result.outcomes.items()}
+    assert {c for c, o in outcomes.items() if o == "failed"} == set(
+        EXPECTED["smb-mapping-missing"]) | {"SMB-POD-01", "SMB-SHARED-01"}, result.output[-3000:]
+    import xml.etree.ElementTree as ET
+    order = [c.get("name", "").split(":", 1)[1].split("]")[0]
+             for c in ET.parse(tmp_path / "junit-0.xml").getroot().iter("testcase")]
+    assert order.index("SMB-POD-01") < order.index("EBS-BIND-01"), order
+    assert order.index("SMB-SHARED-01") < order.index("EBS-BIND-01"), order
+    assert sorted(order) == sorted(outcomes), order  # each check reported once

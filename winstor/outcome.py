@@ -9,6 +9,7 @@ single line to get the value or fail with the cause.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -29,8 +30,10 @@ class Deferred(Generic[T]):
 
     `run(fn)` settles it at once. `start(begin)` lets a fixture begin slow work
     now - create the pods, so that image pulls and volume provisioning of a
-    cluster proceed together - and finish it (wait for Ready) only when a
-    check first asks, through `require()` or `value`.
+    cluster proceed together - and finish it (wait for Ready) in a background
+    thread, so that a failure is known the moment the cluster shows it (the
+    plugin then reports the checks it fails first, see
+    `winstor.plugin.pytest_runtest_protocol`). `require()` and `value` join it.
     """
 
     def __init__(self, what: str) -> None:
@@ -38,7 +41,8 @@ class Deferred(Generic[T]):
         self._value: T | None = None
         self.error: str | None = None
         self.exception: BaseException | None = None
-        self._finish: Callable[[], T] | None = None
+        self._thread: threading.Thread | None = None
+        self._crash: BaseException | None = None  # not an expected failure: re-raised on join
 
     def run(self, fn: Callable[[], T]) -> Deferred[T]:
         try:
@@ -49,27 +53,44 @@ class Deferred(Generic[T]):
         return self
 
     def start(self, begin: Callable[[], Callable[[], T]]) -> Deferred[T]:
-        """Run `begin` now; the callable it returns finishes the work on first use."""
+        """Run `begin` now; the callable it returns finishes the work in the background."""
         try:
-            self._finish = begin()
+            finish = begin()
         except EXPECTED as exc:
             self.error = str(exc)
             self.exception = exc
+            return self
+
+        def settle() -> None:
+            try:
+                self.run(finish)
+            except BaseException as exc:  # handed to whoever joins, never lost
+                self._crash = exc
+
+        self._thread = threading.Thread(target=settle, daemon=True,
+                                        name=f"winstor-deferred-{self.what[:40]}")
+        self._thread.start()
         return self
 
     @property
-    def started(self) -> bool:
-        """Work was begun and not yet finished (nothing has waited for it)."""
-        return self._finish is not None
+    def settled(self) -> bool:
+        """Its outcome is known (nothing left to wait for)."""
+        return self._thread is None or not self._thread.is_alive()
+
+    @property
+    def failed(self) -> bool:
+        """Settled, and it could not be had."""
+        return self.settled and (self.error is not None or self._crash is not None)
 
     def _settle(self) -> None:
-        finish, self._finish = self._finish, None
-        if finish is not None:
-            self.run(finish)
+        if self._thread is not None:
+            self._thread.join()
+        if self._crash is not None:
+            raise self._crash
 
     @property
     def value(self) -> T | None:
-        """The value, finishing the work first; None when it failed."""
+        """The value, after waiting for it; None when it failed."""
         self._settle()
         return self._value
 

@@ -14,6 +14,7 @@ import pytest
 
 from . import checks, profiles
 from .config import ConfigError
+from .ordering import Ordering
 from .runstate import RunState
 from .settings import OPTIONS, env_name, ini_name, resolve
 
@@ -62,6 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if not state.sim_kubeconfig and settings.use_sim and not state.launch_error:
             state.launch_error = "the controller did not start the embedded cluster"
     config.stash[STATE] = state
+    config.pluginmanager.register(Ordering(state, cluster_of), "winstor-ordering")
     _CONFIG["config"] = config
     config.stash[OUTCOMES] = defaultdict(dict)
     if getattr(config.option, "numprocesses", None) and getattr(

@@ -30,6 +30,9 @@ class RunState:
     interrupted: bool = False  # a first Ctrl-C arrived: the run's objects are swept at the end
     # cluster -> fixtures its selected checks use (for fixtures.headstart)
     needed_fixtures: dict[str, set[str]] = field(default_factory=dict)
+    # cluster -> fixture name -> the slow objects head start began (Deferreds)
+    slow_objects: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    ran_early: set[str] = field(default_factory=set)  # node ids reported ahead of order
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def ensure_sim(self) -> None:
