@@ -7,12 +7,13 @@ would be reported only after that wait and every check queued between them.
 
 The head start (`fixtures/headstart.py`) begins every slow object at once
 and lets each settle in the background (`winstor.outcome.Deferred`). This
-hook runs before each check of a cluster. While the check's own slow
-objects are still settling, it watches all of them (in-process, no API
-requests), and whenever an object fails it runs, right away, the later
-checks whose first slow object is that one: they fail at their first line
-with the object's cause, and have no side effects to reorder. When their own
-turn comes they are not run again. Checks whose objects are healthy keep
+hook runs before each check of a cluster: it first runs, right away, the
+later checks whose first slow object has already failed - they fail at their
+first line with the object's cause, and have no side effects to reorder -
+and while the check's own slow objects are still settling it keeps watching
+all of them (in-process, no API requests) to do the same for each new
+failure. A check whose own object failed goes first. When an early check's
+own turn comes it is not run again. Checks whose objects are healthy keep
 catalog order, since some read what an earlier check recorded.
 """
 
@@ -77,15 +78,15 @@ class Ordering:
                                slow: dict[str, list[Any]]) -> None:
         mine = [d for n in self._deps(item, slow) for d in slow[n]]
         while True:
-            # This check's own objects settled: it goes first, whatever happened.
-            if all(d.settled for d in mine):
-                return
+            if self._decided_by_failure(item, slow):
+                return  # its own failure is due first
             for other in self._later(item, name):
                 if self._decided_by_failure(other, slow) and not item.session.shouldfail:
                     self.state.ran_early.add(other.nodeid)
                     with _as_current(other, self._position):
                         _run(other, nextitem=item)
-            if all(d.settled for ds in slow.values() for d in ds):
+            if all(d.settled for d in mine) or all(d.settled for ds in slow.values()
+                                                    for d in ds):
                 return
             time.sleep(POLL)
 
