@@ -101,12 +101,14 @@ class _Feed(threading.Thread):
 
     def __init__(self, api: Api, res: Resource, namespace: str | None,
                  field_selector: str | None, out: queue.Queue[tuple[str, Any]], tag: str,
-                 label_selector: str | None = None, listed_at: str | None = None) -> None:
+                 label_selector: str | None = None, listed_at: str | None = None,
+                 watch_seconds: int = 20) -> None:
         super().__init__(daemon=True, name=f"winstor-watch-{tag}")
         self.api, self.res, self.namespace = api, res, namespace
         self.field_selector, self.out, self.tag = field_selector, out, tag
         self.label_selector = label_selector
         self.listed_at = listed_at  # the caller listed already: watch from that version
+        self.watch_seconds = watch_seconds
         self.stopped = threading.Event()
         self.stream: Any = None
         self.reconnects = 0
@@ -135,7 +137,7 @@ class _Feed(threading.Thread):
                     self.stream = self.api.watch(self.res, self.namespace, rv,
                                                  field_selector=self.field_selector,
                                                  label_selector=self.label_selector,
-                                                 timeout_seconds=20)
+                                                 timeout_seconds=self.watch_seconds)
                 except KubeError as err:
                     if err.status == 410:
                         rv = self._relist()
@@ -164,6 +166,81 @@ class _Feed(threading.Thread):
         except Exception as exc:  # surfaced to the waiting thread, never lost
             if not self.stopped.is_set():
                 self.out.put(("error", exc))
+
+
+HUB_WATCH_SECONDS = 300  # a shared events watch is re-opened this often, not per wait
+HUB_IDLE_SECONDS = 60.0  # ... and closed once no wait has used it for this long
+
+
+class _EventHub:
+    """One events LIST+WATCH per (API, namespace) for the whole run, shared by
+    every wait in that namespace: each wait gets every event the namespace has
+    had since the hub started, then the new ones, as a feed of its own would
+    give it. The watch is long; the hub closes after an error (the next wait
+    starts a new one) or when no wait has used it for `HUB_IDLE_SECONDS`.
+    """
+
+    _hubs: dict[tuple[int, str], _EventHub] = {}
+    _hubs_lock = threading.Lock()
+
+    def __init__(self, api: Api, namespace: str) -> None:
+        self.key = (id(api), namespace)
+        self.lock = threading.Lock()
+        self.subscribers: list[queue.Queue[tuple[str, Any]]] = []
+        self.backlog: list[tuple[str, Any]] = []
+        self.inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.feed = _Feed(api, EVENTS, namespace, "", self.inbox, "event",
+                          watch_seconds=HUB_WATCH_SECONDS)
+        self.done = threading.Event()
+        self.idle_since = time.monotonic()
+        self.pump = threading.Thread(target=self._pump, daemon=True,
+                                     name=f"winstor-events-{namespace}")
+
+    @classmethod
+    def subscribe(cls, api: Api, namespace: str,
+                  out: queue.Queue[tuple[str, Any]]) -> _EventHub:
+        with cls._hubs_lock:
+            hub = cls._hubs.get((id(api), namespace))
+            if hub is None or hub.done.is_set():
+                hub = cls(api, namespace)
+                cls._hubs[hub.key] = hub
+                hub.feed.start()
+                hub.pump.start()
+            with hub.lock:
+                for message in hub.backlog:
+                    out.put(message)
+                hub.subscribers.append(out)
+            return hub
+
+    def unsubscribe(self, out: queue.Queue[tuple[str, Any]]) -> None:
+        with self.lock:
+            if out in self.subscribers:
+                self.subscribers.remove(out)
+            self.idle_since = time.monotonic()
+
+    def _close(self) -> None:
+        self.done.set()
+        self.feed.stop()
+        if _EventHub._hubs.get(self.key) is self:
+            del _EventHub._hubs[self.key]
+
+    def _pump(self) -> None:
+        while not self.done.is_set():
+            try:
+                message = self.inbox.get(timeout=0.5)
+            except queue.Empty:
+                with _EventHub._hubs_lock, self.lock:
+                    if not self.subscribers and \
+                            time.monotonic() - self.idle_since > HUB_IDLE_SECONDS:
+                        self._close()
+                continue
+            with _EventHub._hubs_lock, self.lock:
+                if message[0] == "error":
+                    self._close()  # the next waiter starts afresh
+                else:
+                    self.backlog.append(message)
+                for out in self.subscribers:
+                    out.put(message)
 
 
 def wait_for(api: Api, res: Resource, name: str | None, namespace: str | None, *,
@@ -205,11 +282,10 @@ def wait_for(api: Api, res: Resource, name: str | None, namespace: str | None, *
                              timeout=timeout, obj=item)
     if not listed.get("items") and gone_ok and name:
         return WaitResult({}, time.monotonic() - started, [])
-    feeds = [_Feed(api, res, namespace, selector, out, "obj", label_selector,
-                   listed_at=listed["metadata"]["resourceVersion"]),
-             _Feed(api, EVENTS, namespace or "default", "", out, "event")]
-    for f in feeds:
-        f.start()
+    feed = _Feed(api, res, namespace, selector, out, "obj", label_selector,
+                 listed_at=listed["metadata"]["resourceVersion"])
+    feed.start()
+    hub = _EventHub.subscribe(api, namespace or "default", out)
     seen_events: dict[str, dict] = {}
     prefixes = tuple(p for p in (name, *event_objects) if p)
     try:
@@ -268,8 +344,8 @@ def wait_for(api: Api, res: Resource, name: str | None, namespace: str | None, *
                         event=item, elapsed=time.monotonic() - started, timeout=timeout,
                         obj=latest, events=list(seen_events.values()))
     finally:
-        for f in feeds:
-            f.stop()
+        feed.stop()
+        hub.unsubscribe(out)
 
 
 # -- the polling baseline (benchmarks only) ------------------------------------------------

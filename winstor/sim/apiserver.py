@@ -129,7 +129,8 @@ class ApiServer:
         except Exception as exc:  # the server must answer, never hang up
             log.exception("internal error on %s %s", request.method, request.path)
             resp = _error(ApiError(500, "InternalError", f"Internal error occurred: {exc}"))
-        self.cluster.metrics.record(verb.upper(), group, resource, resp.status)
+        if not request.get("recorded"):
+            self.cluster.metrics.record(verb.upper(), group, resource, resp.status)
         return resp
 
     # -- dispatch ----------------------------------------------------------
@@ -228,6 +229,10 @@ class ApiServer:
         resp = web.StreamResponse(headers={"Content-Type": "application/json",
                                            "Transfer-Encoding": "chunked"})
         await resp.prepare(request)
+        # Counted when the stream opens, as the apiserver's metrics do: a long watch
+        # still open when someone reads /metrics is a request made.
+        self.cluster.metrics.record("WATCH", route.kind.group, route.kind.plural, 200)
+        request["recorded"] = True
         try:
             watcher = store.watch(route.kind, route.namespace, match,
                                   query.get("resourceVersion"))
