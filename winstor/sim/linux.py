@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .windows import Entry, SmbGlobalMapping, WinError
+from .windows import Entry, SmbGlobalMapping, ViewFiles, WinError
 
 __all__ = [
     "MAPPINGS_FILE",
@@ -449,7 +449,7 @@ def _seed_root(fs: PosixFilesystem, hostname: str, pwsh: str | None) -> None:
         fs.write("usr/bin/pwsh", binary)
 
 
-class LinuxContainerView:
+class LinuxContainerView(ViewFiles):
     """What a process inside one Linux container sees.
 
     Its own root filesystem (the image: Ubuntu folders, PowerShell under
@@ -527,40 +527,8 @@ class LinuxContainerView:
         full = self.full_path(path)
         return any(m.container_path == full for m in self.mounts)
 
-    # -- file operations on container paths (errors carry the full container path)
-    def exists(self, path: str) -> bool:
-        try:
-            fs, rel, _ = self.resolve(path)
-        except WinError:
-            return False
-        return fs.exists(rel)
-
-    def is_dir(self, path: str) -> bool:
-        try:
-            fs, rel, _ = self.resolve(path)
-        except WinError:
-            return False
-        return fs.is_dir(rel)
-
-    def is_file(self, path: str) -> bool:
-        try:
-            fs, rel, _ = self.resolve(path)
-        except WinError:
-            return False
-        return fs.is_file(rel)
-
-    def stat(self, path: str) -> Entry:
-        fs, rel, _ = self.resolve(path)
-        return fs.stat(rel, display=self.full_path(path))
-
-    def read(self, path: str) -> bytes:
-        fs, rel, _ = self.resolve(path)
-        return fs.read(rel, display=self.full_path(path))
-
-    def listdir(self, path: str) -> list[Entry]:
-        fs, rel, _ = self.resolve(path)
-        return fs.listdir(rel, display=self.full_path(path))
-
+    # -- file operations on container paths (errors carry the full container path);
+    # exists/is_dir/is_file/stat/read/listdir come from ViewFiles
     def write(self, path: str, data: bytes, append: bool = False) -> None:
         fs, rel, read_only = self.resolve(path)
         shown = self.full_path(path)

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "CSI_PROXY_BINARY",
@@ -698,7 +699,56 @@ def _image_shells(image: str) -> frozenset[str]:
     return frozenset(shells)
 
 
-class ContainerView:
+class ViewFiles:
+    """The read side of a container view, on container paths: the same for the
+    Windows view and the Linux one (`winstor.sim.linux`), which differ in how a
+    path resolves (`resolve`, and `_resolve_shown` for errors that name the
+    path) and how it is shown (`full_path`)."""
+
+    def resolve(self, path: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError
+
+    def _resolve_shown(self, path: str) -> tuple[Any, str, bool]:
+        return self.resolve(path)
+
+    def full_path(self, path: str) -> str:
+        raise NotImplementedError
+
+    def exists(self, path: str) -> bool:
+        try:
+            fs, rel, _ = self.resolve(path)
+        except WinError:
+            return False
+        return bool(fs.exists(rel))
+
+    def is_dir(self, path: str) -> bool:
+        try:
+            fs, rel, _ = self.resolve(path)
+        except WinError:
+            return False
+        return bool(fs.is_dir(rel))
+
+    def is_file(self, path: str) -> bool:
+        try:
+            fs, rel, _ = self.resolve(path)
+        except WinError:
+            return False
+        return bool(fs.is_file(rel))
+
+    def stat(self, path: str) -> Entry:
+        fs, rel, _ = self._resolve_shown(path)
+        return fs.stat(rel, display=self.full_path(path))
+
+    def read(self, path: str) -> bytes:
+        fs, rel, _ = self._resolve_shown(path)
+        return fs.read(rel, display=self.full_path(path))
+
+    def listdir(self, path: str) -> list[Entry]:
+        fs, rel, _ = self._resolve_shown(path)
+        return fs.listdir(rel, display=self.full_path(path))
+
+
+class ContainerView(ViewFiles):
     """What a process inside one Windows container sees.
 
     A process-isolated container has its own `C:` (the image layer: Server Core
@@ -819,39 +869,6 @@ class ContainerView:
         return any(self.full_path(m.container_path).upper() == full for m in self.mounts)
 
     # -- file operations on container paths (errors carry the container path)
-    def exists(self, path: str) -> bool:
-        try:
-            fs, rel, _ = self.resolve(path)
-        except WinError:
-            return False
-        return fs.exists(rel)
-
-    def is_dir(self, path: str) -> bool:
-        try:
-            fs, rel, _ = self.resolve(path)
-        except WinError:
-            return False
-        return fs.is_dir(rel)
-
-    def is_file(self, path: str) -> bool:
-        try:
-            fs, rel, _ = self.resolve(path)
-        except WinError:
-            return False
-        return fs.is_file(rel)
-
-    def stat(self, path: str) -> Entry:
-        fs, rel, _ = self._resolve_shown(path)
-        return fs.stat(rel, display=self.full_path(path))
-
-    def read(self, path: str) -> bytes:
-        fs, rel, _ = self._resolve_shown(path)
-        return fs.read(rel, display=self.full_path(path))
-
-    def listdir(self, path: str) -> list[Entry]:
-        fs, rel, _ = self._resolve_shown(path)
-        return fs.listdir(rel, display=self.full_path(path))
-
     def write(self, path: str, data: bytes, append: bool = False) -> None:
         fs, rel, read_only = self._resolve_shown(path)
         shown = self.full_path(path)
