@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .windows import Entry, SmbGlobalMapping, ViewFiles, WinError
+from .windows import Entry, SmbGlobalMapping, ViewFiles, WinError, dot_segments
 
 __all__ = [
     "MAPPINGS_FILE",
@@ -112,16 +112,7 @@ class PosixError(WinError):
 def split_posix(path: str) -> list[str]:
     """Components of a `/`-separated path with `.` and `..` applied (a backslash is
     an ordinary character on Linux)."""
-    parts: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts:
-                parts.pop()
-            continue
-        parts.append(part)
-    return parts
+    return dot_segments(path.split("/"))
 
 
 def join_posix(*pieces: str) -> str:

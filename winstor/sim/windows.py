@@ -118,10 +118,11 @@ class WinError(Exception):
 # --------------------------------------------------------------------------- paths
 
 
-def split_path(path: str) -> list[str]:
-    """Components of a backslash (or slash) separated relative path; `.`/`..` applied."""
+def dot_segments(pieces: Iterable[str]) -> list[str]:
+    """Path components with empty ones and `.` dropped and `..` applied (never
+    above the root): the part of path normalisation both platforms share."""
     parts: list[str] = []
-    for part in path.replace("/", "\\").split("\\"):
+    for part in pieces:
         if part in ("", "."):
             continue
         if part == "..":
@@ -130,6 +131,11 @@ def split_path(path: str) -> list[str]:
             continue
         parts.append(part)
     return parts
+
+
+def split_path(path: str) -> list[str]:
+    """Components of a backslash (or slash) separated relative path; `.`/`..` applied."""
+    return dot_segments(path.replace("/", "\\").split("\\"))
 
 
 def join_path(*parts: str) -> str:
