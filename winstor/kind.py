@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from . import kindconfig, kindstate
-from .cli import UsageError
+from .cli import UsageError, _help
 from .config import ConfigError
 from .profiles import NODE_DIR
 
@@ -330,9 +330,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     down.set_defaults(func=_down)
     status = kind_sub.add_parser("status", help="show what `winstor kind up` recorded")
     status.set_defaults(func=_status)
-
-    def _kind_help(_: argparse.Namespace) -> int:
-        kind.print_help()
-        return 2
-
-    kind.set_defaults(func=_kind_help)
+    kind.set_defaults(func=lambda _: _help(kind))
