@@ -28,6 +28,19 @@ def _server(remote_path: str) -> str:
     return remote_path.lstrip("\\").split("\\", 1)[0].lower()
 
 
+def _share_mapping(cluster: Cluster, node: str, node_probes: dict[str, Deferred[dict]],
+                   host_namespace: str, evidence: dict) -> tuple[dict | None, Any]:
+    """The node's SMB Global Mapping of the share's drive (None when there is none),
+    and every mapping the node reported."""
+    pod = node_probes[node].require()
+    data = probe(cluster, host_namespace, pod["metadata"]["name"], "smb-mappings",
+                 container=NODE_PROBE, evidence=evidence)
+    drive = _drive(cluster.target.host_path)
+    mapping = next((m for m in data.get("mappings") or []
+                    if str(m.get("local_path", "")).upper().rstrip("\\") == drive), None)
+    return mapping, data.get("mappings")
+
+
 @pytest.mark.winstor_check("SMB-MAP-01", "Each Windows node holds an OK SMB Global Mapping of "
                            "the share")
 def test_global_mapping_ok(cluster: Cluster, windows_nodes: list[dict],
@@ -38,15 +51,11 @@ def test_global_mapping_ok(cluster: Cluster, windows_nodes: list[dict],
     problems = []
     for node in windows_nodes:
         name = node["metadata"]["name"]
-        pod = node_probes[name].require()
-        data = probe(cluster, host_namespace, pod["metadata"]["name"], "smb-mappings",
-                     container=NODE_PROBE, evidence=evidence)
-        mapping = next((m for m in data.get("mappings") or []
-                        if str(m.get("local_path", "")).upper().rstrip("\\") == drive), None)
+        mapping, reported = _share_mapping(cluster, name, node_probes, host_namespace, evidence)
         cluster.facts.setdefault("smb_mappings", {})[name] = mapping
         if mapping is None:
             problems.append(f"node {name} has no SMB Global Mapping for {drive} "
-                            f"(mappings: {[m.get('local_path') for m in data.get('mappings')]})")
+                            f"(mappings: {[m.get('local_path') for m in reported]})")
         elif mapping.get("status") != 0:
             problems.append(f"the {drive} mapping on node {name} to {mapping.get('remote_path')}"
                             f" is {mapping.get('status_name')} (status {mapping.get('status')})")
@@ -103,15 +112,9 @@ def test_fsx_behind_share(cluster: Cluster, windows_nodes: list[dict],
     session = aws
     mappings = cluster.facts.get("smb_mappings")
     if mappings is None:
-        mappings = {}
-        for node in windows_nodes:
-            pod = node_probes[node["metadata"]["name"]].require()
-            data = probe(cluster, host_namespace, pod["metadata"]["name"], "smb-mappings",
-                         container=NODE_PROBE, evidence=evidence)
-            drive = _drive(cluster.target.host_path)
-            mappings[node["metadata"]["name"]] = next(
-                (m for m in data.get("mappings") or []
-                 if str(m.get("local_path", "")).upper().rstrip("\\") == drive), None)
+        mappings = {n["metadata"]["name"]: _share_mapping(
+            cluster, n["metadata"]["name"], node_probes, host_namespace, evidence)[0]
+            for n in windows_nodes}
     servers = {_server(m["remote_path"]) for m in mappings.values() if m}
     if cluster.target.fsx_share:
         servers.add(_server(cluster.target.fsx_share))
