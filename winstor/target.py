@@ -111,6 +111,14 @@ class Cluster:
         """The nodes that run the Windows workloads (on kind: their stand-ins)."""
         return [n for n in self.nodes() if self.platform.is_windows_node(n)]
 
+    def workload_nodes(self) -> list[str]:
+        """Names of the Windows nodes the workloads can run on: those of the workloads'
+        build (a stand-in profile has no builds: all its stand-ins), sorted."""
+        build = self.windows_build
+        return sorted(n["metadata"]["name"] for n in self.windows_nodes()
+                      if self.platform.stand_in_image
+                      or (n["metadata"].get("labels") or {}).get(BUILD_LABEL) == build)
+
     @property
     def windows_build(self) -> str:
         """The Windows build the workloads target: configured, else read off the
