@@ -267,6 +267,17 @@ def wait_for(api: Api, res: Resource, name: str | None, namespace: str | None, *
     started = time.monotonic()
     deadline = started + timeout
     selector = f"metadata.name={name}" if name else None
+
+    def judge(item: dict, events: list[dict]) -> WaitResult | None:
+        """The object as it is now: the wait's result, its failure, or None (go on)."""
+        if condition(item):
+            return WaitResult(item, time.monotonic() - started, events)
+        why = terminal_state(item) if terminal_state is not None else None
+        if why:
+            raise WaitFailed(f"{what} cannot happen: {why}", elapsed=time.monotonic() - started,
+                             timeout=timeout, obj=item, events=events)
+        return None
+
     # One LIST first: a wait whose condition already holds (or whose object is
     # already gone, or already cannot get there) ends on it, without a watch or
     # the events at all - most waits of a healthy run, one request each.
@@ -274,12 +285,9 @@ def wait_for(api: Api, res: Resource, name: str | None, namespace: str | None, *
     latest: dict | None = None
     for item in listed.get("items") or []:
         latest = item
-        if condition(item):
-            return WaitResult(item, time.monotonic() - started, [])
-        why = terminal_state(item) if terminal_state is not None else None
-        if why:
-            raise WaitFailed(f"{what} cannot happen: {why}", elapsed=time.monotonic() - started,
-                             timeout=timeout, obj=item)
+        done = judge(item, [])
+        if done is not None:
+            return done
     if not listed.get("items") and gone_ok and name:
         return WaitResult({}, time.monotonic() - started, [])
     feed = _Feed(api, res, namespace, selector, out, "obj", label_selector,
@@ -320,15 +328,9 @@ def wait_for(api: Api, res: Resource, name: str | None, namespace: str | None, *
                                  obj=item, events=list(seen_events.values()))
             if tag == "obj":
                 latest = item
-                if condition(item):
-                    return WaitResult(item, time.monotonic() - started,
-                                      list(seen_events.values()))
-                if terminal_state is not None:
-                    why = terminal_state(item)
-                    if why:
-                        raise WaitFailed(f"{what} cannot happen: {why}",
-                                         elapsed=time.monotonic() - started, timeout=timeout,
-                                         obj=item, events=list(seen_events.values()))
+                done = judge(item, list(seen_events.values()))
+                if done is not None:
+                    return done
                 continue
             if tag.startswith("event"):
                 inv = item.get("involvedObject") or {}
