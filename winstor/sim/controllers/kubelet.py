@@ -45,6 +45,11 @@ def _pull_kind(image: str) -> str:
 
 
 class Kubelet(Controller):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # (node, image) -> the pull in progress there, which other pods wait for
+        self.inflight_pulls: dict[tuple[str, str], asyncio.Future[bool]] = {}
+
     def reconcile(self) -> None:
         for pod in list(self.store.iter(PODS)):
             node = pod["spec"].get("nodeName")
@@ -236,8 +241,7 @@ class Kubelet(Controller):
             return
         # containerd fetches an image once per node: a pod that needs an image
         # another pod is pulling there waits for that pull instead of starting its own.
-        inflight: dict[tuple[str, str], asyncio.Future[bool]] = \
-            self.__dict__.setdefault("_inflight_pulls", {})
+        inflight = self.inflight_pulls
         key = (pod["spec"]["nodeName"], image)
         loop = asyncio.get_running_loop()
         if key in inflight and policy != "Always":
