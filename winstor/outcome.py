@@ -33,7 +33,7 @@ class Deferred(Generic[T]):
     cluster proceed together - and finish it (wait for Ready) in a background
     thread, so that a failure is known the moment the cluster shows it (the
     plugin then reports the checks it fails first, see
-    `winstor.plugin.pytest_runtest_protocol`). `require()` and `value` join it.
+    `winstor.plugin.pytest_runtest_protocol`). `require()` joins it.
     """
 
     def __init__(self, what: str) -> None:
@@ -87,12 +87,6 @@ class Deferred(Generic[T]):
             self._thread.join()
         if self._crash is not None:
             raise self._crash
-
-    @property
-    def value(self) -> T | None:
-        """The value, after waiting for it; None when it failed."""
-        self._settle()
-        return self._value
 
     def require(self) -> T:
         self._settle()
