@@ -163,7 +163,7 @@ def test_hostpath_pod_security(cluster: Cluster, namespace: str, host_namespace:
                               "path": cluster.platform.path(cluster.target.host_path),
                               "type": "Directory"}}]}}
     try:
-        cluster.api.raw("POST", PODS.path(namespace), query={"dryRun": "All"}, body=probe_pod)
+        cluster.api.dry_run_create(PODS, probe_pod, namespace)
     except KubeError as err:
         if err.status == 403 and "hostPath" in err.message:
             evidence["baseline_refusal"] = err.message

@@ -68,3 +68,12 @@ def test_a_create_is_retried_but_never_duplicated(throttled: Api) -> None:
     # Retried like a read; a retry finding its own earlier success adopts it
     # (AlreadyExists with this run's label) instead of creating twice.
     assert _Throttling.calls == ["POST"] * 8
+
+
+def test_a_dry_run_create_is_retried(throttled: Api) -> None:
+    """A dry run creates nothing (SMB-PSA-01 asks admission this way), so a
+    transient error is retried as a read is, instead of failing the check."""
+    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}
+    with pytest.raises(KubeError):
+        throttled.dry_run_create(NAMESPACES, body)
+    assert _Throttling.calls == ["POST"] * 8

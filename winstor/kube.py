@@ -191,6 +191,12 @@ class Api:
     def get(self, res: Resource, name: str, namespace: str | None = None) -> dict:
         return self._call("GET", res.path(namespace, name))
 
+    @transient_retry
+    def dry_run_create(self, res: Resource, obj: dict, namespace: str | None = None) -> dict:
+        """Admission's answer to creating `obj` (`dryRun=All`): nothing is created, so a
+        transient error is retried like a read."""
+        return self._call("POST", res.path(namespace), {"dryRun": "All"}, body=obj)
+
     def get_or_none(self, res: Resource, name: str, namespace: str | None = None) -> dict | None:
         try:
             return self.get(res, name, namespace)
