@@ -60,6 +60,14 @@ def test_endpoint_comes_from_the_environment(session: boto3.Session,
     assert session.region_name == "us-west-2"
 
 
+def test_one_client_per_session_and_service(session: boto3.Session) -> None:
+    # Making a client loads its service model; the facts ask for one per node and volume.
+    ec2 = awsfacts._client(session, "ec2")
+    assert awsfacts._client(session, "ec2") is ec2
+    assert awsfacts._client(session, "fsx") is not ec2
+    assert awsfacts._client(make_session(), "ec2") is not ec2
+
+
 def test_make_session_without_region(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     for key in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
         monkeypatch.delenv(key, raising=False)

@@ -90,6 +90,9 @@ def test_text_rules() -> None:
         "key AKIAABCDEFGHIJKLMNOP used": "AKIAABCDEFGHIJKLMNOP",
         "AWS_SECRET_ACCESS_KEY=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": "wJalrXUtnFEMI",
         '"password": "hunter2hunter2"': "hunter2hunter2",
+        # the secret word inside a longer name, which a match must start at
+        "MY_APP.db-password=Qx7Qx7Qx7": "Qx7Qx7Qx7",
+        '{"aws_session_token":"IQoJb3JpZ2luX2VjEJr"}': "IQoJb3JpZ2luX2VjEJr",
         "token: eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl": "eyJzdWIiOiJ4In0",
         "smb://admin:pa55word@fsx.example/share": "pa55word",
         "ConvertTo-SecureString 'P@ss w0rd!' -AsPlainText": "P@ss w0rd!",
@@ -104,6 +107,14 @@ def test_text_rules() -> None:
     for harmless in ("claim ebs-windows-pv-claim is Bound", "sha256 9f86d081884c7d65",
                      "volume kube-api-access-x9z mounted", "the token may be expired"):
         assert r.text(harmless) == harmless
+
+
+def test_a_name_is_matched_whole_not_from_inside() -> None:
+    # The name=value rule starts a match only where a name starts; the replacement
+    # keeps the whole name, so a prefix before the secret word survives intact.
+    r = Redactor()
+    assert r.text("x.y_client_secret: abc123") == f"x.y_client_secret: {REDACTED}"
+    assert r.text('a"token": "q9q9q9"') == f'a"token": "{REDACTED}"'
 
 
 def test_structured_rules() -> None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -32,6 +34,8 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential_jitter,
 )
+
+from . import heap
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +171,20 @@ def make_session(region: str | None = None, profile: str | None = None) -> boto3
     return session
 
 
+_clients: weakref.WeakKeyDictionary[boto3.Session, dict[str, Any]] = weakref.WeakKeyDictionary()
+_clients_lock = threading.Lock()
+
+
 def _client(session: boto3.Session, service: str) -> Any:
-    return session.client(service, config=_CLIENT_CONFIG)
+    """One client per session and service. Making a client loads and checks the service's
+    model, tenths of a second each time, and a run asks for facts per node, volume and
+    check; clients are thread-safe, sessions are not, hence the lock."""
+    with _clients_lock:
+        made = _clients.setdefault(session, {})
+        if service not in made:
+            made[service] = session.client(service, config=_CLIENT_CONFIG)
+            heap.settle()  # its service model stays for the process
+        return made[service]
 
 
 def _error_code(exc: ClientError) -> str:

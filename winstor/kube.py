@@ -13,13 +13,23 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import urllib3
-from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
-from kubernetes.client.rest import ApiException
 from tenacity import RetryCallState, retry, retry_if_exception, stop_after_attempt, stop_after_delay
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+    from kubernetes.client.rest import ApiException
+
+
+def load_official_client() -> None:
+    """Import the official client now. This module imports it on first use instead:
+    importing it loads every model and API class (0.4 s of CPU), and an xdist
+    controller, `--help` or `--collect-only` import winstor without talking to a
+    cluster. A process about to run checks loads it early (see the plugin's
+    pytest_collection_finish)."""
+    import kubernetes.client  # noqa: F401
 
 log = logging.getLogger("winstor.kube")
 
@@ -132,12 +142,15 @@ class Api:
 
     retries_total = 0
 
-    def __init__(self, api_client: k8s_client.ApiClient, context: str) -> None:
+    def __init__(self, api_client: ApiClient, context: str) -> None:
         self.client = api_client
         self.context = context
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: str | None, context: str | None) -> Api:
+        from kubernetes import client as k8s_client
+        from kubernetes import config as k8s_config
+
         conf = k8s_client.Configuration()
         try:
             k8s_config.load_kube_config(config_file=kubeconfig, context=context,
@@ -158,6 +171,8 @@ class Api:
     def _call(self, method: str, path: str, query: dict[str, Any] | None = None,
               body: Any = None, content_type: str | None = None,
               stream: bool = False, timeout: float | None = 60) -> Any:
+        from kubernetes.client.rest import ApiException
+
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type

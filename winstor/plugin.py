@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from . import checks, profiles
+from . import checks, heap, profiles
 from .config import ConfigError
+from .kube import load_official_client
 from .ordering import Ordering
 from .runstate import RunState
 from .settings import OPTIONS, env_name, ini_name, resolve
@@ -43,6 +44,9 @@ def _scenario_names() -> set[str]:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    # Before pytest's unraisable-exception plugin adds its cleanup, so this one runs
+    # after it (cleanups run last-in, first-out): see winstor.heap.
+    config.add_cleanup(heap.thaw)
     for name, text in checks.MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     config.addinivalue_line("markers", "winstor_check(id, title): a winstor conformance check "
@@ -102,6 +106,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         _install_interrupt_handler(config.stash[STATE])
     if _xdist_controller(config) and not config.option.collectonly:
         config.stash[STATE].ensure_sim()
+    if _xdist_controller(config):
+        heap.settle()  # a controller collects nothing: see pytest_collection_finish
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Settle the heap once the items exist (`winstor.heap`). When checks will run,
+    the official Kubernetes client is imported first: they import it on first use
+    anyway, and it is the largest part of that heap."""
+    if session.items and not session.config.option.collectonly:
+        load_official_client()
+    heap.settle()
 
 
 @pytest.hookimpl(optionalhook=True)

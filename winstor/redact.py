@@ -46,7 +46,9 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
      REDACTED),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), REDACTED),
     # name: value, name=value, "name": "value" (YAML, env files, JSON, command lines)
-    (re.compile(rf"(?i)([\"']?[\w.-]*(?:{_SECRET_WORDS})[\w.-]*[\"']?[ \t]*[:=][ \t]*)"
+    # The look-behind starts a match only where a name starts: without it every position
+    # inside a long word was tried, quadratic in the word's length (most of a report's cost).
+    (re.compile(rf"(?i)([\"']?(?<![\w.-])[\w.-]*(?:{_SECRET_WORDS})[\w.-]*[\"']?[ \t]*[:=][ \t]*)"
                 r"([\"']?)(?!\[REDACTED\])([^\s\"',;}\]<>&]{3,})"), rf"\1\2{REDACTED}"),
     # user:password@host in URLs and SMB paths
     (re.compile(r"(://[^/\s:@]+):[^/\s@]+@"), rf"\1:{REDACTED}@"),

@@ -1,0 +1,37 @@
+"""winstor.heap: the heap a run builds is frozen before pytest's final collections
+and thawed after them, so an in-process run leaves the collector as it found it."""
+
+from __future__ import annotations
+
+import gc
+import textwrap
+from pathlib import Path
+
+import pytest
+from _pytest import unraisableexception
+
+
+def test_frozen_during_the_run_and_at_the_final_collections_then_thawed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    during = tmp_path / "during.txt"
+    (tmp_path / "test_one.py").write_text(textwrap.dedent(f"""
+        import gc, pathlib
+
+        def test_heap_is_frozen():
+            pathlib.Path({str(during)!r}).write_text(str(gc.get_freeze_count()))
+        """))
+    seen: list[int] = []
+    harder = unraisableexception.gc_collect_harder
+
+    def recording(iterations: int) -> None:
+        seen.append(gc.get_freeze_count())
+        harder(iterations)
+
+    monkeypatch.setattr(unraisableexception, "gc_collect_harder", recording)
+    gc.unfreeze()
+    code = pytest.main([str(tmp_path / "test_one.py"), "-q", "-p", "no:randomly",
+                        "-p", "no:cacheprovider", "--rootdir", str(tmp_path)])
+    assert code == 0
+    assert int(during.read_text()) > 1000, "the heap was not frozen when the check ran"
+    assert seen and seen[0] > 1000, "pytest's final collections walked the whole heap"
+    assert gc.get_freeze_count() == 0, "the heap stayed frozen after the run"
