@@ -4,6 +4,8 @@ and thawed after them, so an in-process run leaves the collector as it found it.
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -35,3 +37,24 @@ def test_frozen_during_the_run_and_at_the_final_collections_then_thawed(
     assert int(during.read_text()) > 1000, "the heap was not frozen when the check ran"
     assert seen and seen[0] > 1000, "pytest's final collections walked the whole heap"
     assert gc.get_freeze_count() == 0, "the heap stayed frozen after the run"
+
+
+def test_frozen_again_when_the_interpreter_exits(tmp_path: Path) -> None:
+    # An exit handler registered before the run runs after winstor's (last in,
+    # first out), so it sees what the interpreter's shutdown collections will see.
+    (tmp_path / "test_one.py").write_text("def test_nothing():\n    pass\n")
+    script = textwrap.dedent(f"""
+        import atexit, gc, sys
+        import pytest
+        atexit.register(lambda: print("frozen at exit:", gc.get_freeze_count()))
+        code = pytest.main([{str(tmp_path / "test_one.py")!r}, "-q", "-p", "no:randomly",
+                            "-p", "no:cacheprovider", "--rootdir", {str(tmp_path)!r}])
+        print("frozen after the run:", gc.get_freeze_count())
+        sys.exit(code)
+        """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = dict(line.split(": ") for line in proc.stdout.splitlines() if "frozen" in line)
+    assert lines["frozen after the run"] == "0"
+    assert int(lines["frozen at exit"]) > 1000
