@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -46,12 +47,16 @@ class CatalogRun:
     events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     event_errors: dict[str, str] = field(default_factory=dict)
     tail: str = ""
+    cpu_pytest: float = 0.0  # user + system seconds of pytest and its xdist workers
+    cpu_sim: float | None = None  # of the embedded cluster meanwhile (None: not on Linux)
 
     def summary(self) -> dict[str, Any]:
         return {"clusters": self.clusters, "workers": self.workers, "scenarios": self.scenarios,
                 "strategy": self.strategy, "time_scale": self.time_scale,
                 "wall_seconds": round(self.wall, 3),
                 "exit_code": self.exit_code,
+                "cpu_seconds": {"pytest": round(self.cpu_pytest, 3),
+                                "sim": None if self.cpu_sim is None else round(self.cpu_sim, 3)},
                 "per_cluster": {c: vars(v) for c, v in self.costs.items()}}
 
 
@@ -87,9 +92,14 @@ def run_catalog(clusters: int, workers: int = 1, *, scenarios: tuple[str, ...] =
                 args += ["-p", "bench.failclock"]
             if workers > 1:
                 args += ["-n", str(workers)]
+            sim_cpu = process_cpu(sim.proc.pid) if sim.proc else None
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
             started = time.monotonic()
             proc = subprocess.run(args, cwd=ROOT, env=run_env, capture_output=True, text=True)
             wall = time.monotonic() - started
+            done = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu_pytest = (done.ru_utime + done.ru_stime) - (children.ru_utime + children.ru_stime)
+            sim_after = process_cpu(sim.proc.pid) if sim.proc else None
             failures = [json.loads(line) for line in clock.read_text().splitlines()
                         if line.strip()] if clock.exists() else []
         for log in logs.values():
@@ -100,11 +110,23 @@ def run_catalog(clusters: int, workers: int = 1, *, scenarios: tuple[str, ...] =
             {c: costs(c, before[c], after[c]) for c in sim.contexts}, failures,
             {c: log.sorted() for c, log in logs.items()},
             {c: log.error for c, log in logs.items() if log.error},
-            (proc.stdout + proc.stderr)[-3000:])
+            (proc.stdout + proc.stderr)[-3000:], cpu_pytest,
+            None if sim_cpu is None or sim_after is None else sim_after - sim_cpu)
     finally:
         for log in logs.values():
             log.stop()
         sim.stop()
+
+
+def process_cpu(pid: int) -> float | None:
+    """User + system CPU seconds a running process has used so far (Linux /proc), or None.
+    The pytest run's own CPU is read from RUSAGE_CHILDREN: its workers are waited for, so
+    theirs is included."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

@@ -162,6 +162,11 @@ def test_quick_report_is_whole_and_from_the_sim(tmp_path: Path) -> None:
     assert f" {c['requests']} " in row and f"{w + h} ({w} + {h})" in row
     assert f"{c['critical_seconds']:.0f}" in row
     assert "not measured" in text  # the parts --quick leaves out say so
+    # CPU: the pytest process and its children (from rusage), and the sim's from /proc.
+    cpu = run["cpu_seconds"]
+    assert cpu["pytest"] > 0 and cpu["sim"] is not None and cpu["sim"] > 0
+    wall_row = next(line for line in text.splitlines() if line.startswith("1         1 "))
+    assert f"{cpu['pytest'] + cpu['sim']:.1f}" in wall_row
 
 
 # -- fault-detection arithmetic ---------------------------------------------------------------
