@@ -80,6 +80,10 @@ def table(headers: Sequence[str], rows: list[Sequence[Any]]) -> str:
 # -- measuring -----------------------------------------------------------------------------
 def measure(args: argparse.Namespace, say: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0],
+                                       # every process it starts inherits this: with it set
+                                       # and no caches yet, each compiles winstor anew
+                                       "writes_bytecode": not os.environ.get(
+                                           "PYTHONDONTWRITEBYTECODE"),
                                        "date": dt.datetime.now(dt.timezone.utc).isoformat(
                                            timespec="seconds")},
                            "time_scale": DEFAULT_SCALE,
@@ -270,7 +274,9 @@ def targets(doc: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def report(doc: dict[str, Any]) -> str:
     m = doc["machine"]
-    out = [f"winstor benchmark - {m['date']}, {m['cores']} cores, Python {m['python']}; "
+    caches = "" if m.get("writes_bytecode", True) else (
+        " (PYTHONDONTWRITEBYTECODE set: processes use only bytecode caches already there)")
+    out = [f"winstor benchmark - {m['date']}, {m['cores']} cores, Python {m['python']}{caches}; "
            f"embedded cluster at --time-scale {DEFAULT_SCALE:g} unless marked @scale, "
            "timeouts profile sim", ""]
     if doc.get("catalog"):
