@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from winstor.config import Timeouts
+from winstor.launcher import LaunchError
 from winstor.sim.timing import EKS_LATENCY, MINIMUM_PARTS, minimum_critical_seconds
 from winstor.waits import POLL_INTERVAL_ENV, UPSTREAM_POLL_INTERVAL
 
@@ -379,6 +380,26 @@ def _scale(run: dict) -> str:
     return f"{run.get('time_scale', DEFAULT_SCALE):g}"
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number: {text}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -386,17 +407,19 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help=f"comma-separated parts to run (default all: {','.join(PARTS)})")
     parser.add_argument("--quick", action="store_true",
                         help="only the 1-cluster serial catalog (about 10 s)")
-    parser.add_argument("--clusters", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--max-workers", type=int, default=4)
+    parser.add_argument("--clusters", type=_count, nargs="+", default=[1, 2, 4],
+                        help="cluster counts of the catalog part (default 1 2 4)")
+    parser.add_argument("--max-workers", type=_count, default=4,
+                        help="most xdist workers a catalog run uses (default 4)")
     parser.add_argument("--scenarios", nargs="+", default=list(faults.FAULTS),
                         choices=list(faults.FAULTS), help="fault scenarios to time")
-    parser.add_argument("--eks-like-scale", type=float, default=0.05,
+    parser.add_argument("--eks-like-scale", type=_seconds, default=0.05,
                         help="time scale of the eks-like run (default 0.05)")
-    parser.add_argument("--poll-interval", type=float, nargs="+",
+    parser.add_argument("--poll-interval", type=_seconds, nargs="+",
                         help=f"polling baseline interval(s), seconds (default "
-                             f"{polling.sim_interval():g})")
-    parser.add_argument("--rounds", type=int, default=3, help="sim starts per size (default 3)")
-    parser.add_argument("--execs", type=int, default=30, help="exec samples (default 30)")
+                             f"{polling.modelled_interval():g} and {polling.sim_interval():g})")
+    parser.add_argument("--rounds", type=_count, default=3, help="sim starts per size (default 3)")
+    parser.add_argument("--execs", type=_count, default=30, help="exec samples (default 30)")
     parser.add_argument("--json", metavar="PATH", help="also write the measurements as JSON")
     args = parser.parse_args(argv)
     args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
@@ -405,11 +428,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"unknown part(s) {', '.join(unknown)} (known: {', '.join(PARTS)})")
     if args.quick:
         args.parts, args.clusters = ["catalog"], [1]
+    if args.json:
+        # Before minutes of measuring, not after.
+        where = os.path.dirname(os.path.abspath(args.json))
+        if not os.path.isdir(where) or not os.access(where, os.W_OK):
+            parser.error(f"--json: cannot write in {where}")
 
     def say(line: str) -> None:
         print(f"... {line}", file=sys.stderr, flush=True)
 
-    doc = measure(args, say)
+    try:
+        doc = measure(args, say)
+    except LaunchError as err:
+        parser.exit(1, f"python -m bench: {err}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, "python -m bench: interrupted; the embedded clusters it started are "
+                         "stopped\n")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=1, default=str)

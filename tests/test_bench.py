@@ -244,3 +244,21 @@ def test_poll_strategy_polls_instead_of_watching(sim_factory, monkeypatch) -> No
         monkeypatch.setenv(waits.WAIT_STRATEGY_ENV, "poll")
         waits.wait_for(api, PODS, "bench-poll", "default", condition=lambda o: False,
                        what="a pod that never changes", timeout=0.2)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--clusters", "0"], "argument --clusters: must be at least 1: 0"),
+    (["--max-workers", "x"], "argument --max-workers: not a whole number: 'x'"),
+    (["--rounds", "-1"], "argument --rounds: must be at least 1: -1"),
+    (["--poll-interval", "0"], "argument --poll-interval: must be a positive number: 0"),
+    (["--eks-like-scale", "inf"], "argument --eks-like-scale: must be a positive number: inf"),
+    (["--parts", "catalog,nope"], "unknown part(s) nope"),
+    (["--json", "/nonexistent-dir/out.json"], "--json: cannot write in /nonexistent-dir"),
+])
+def test_bad_arguments_are_one_line_before_any_measuring(args: list[str], message: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert message in proc.stderr.splitlines()[-1]
+    assert "Traceback" not in proc.stderr
+    assert not any(line.startswith("... ") for line in proc.stderr.splitlines())  # measuring
