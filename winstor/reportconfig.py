@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .redact import REDACTED, Redactor, redacted_kubeconfig
+from .settings import env_name, ini_name
 
 if TYPE_CHECKING:
     from .runstate import RunState
@@ -39,23 +40,15 @@ OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
-def _env(option: str) -> str:
-    return "WINSTOR_" + option.lstrip("-").replace("-", "_").upper()
-
-
-def _ini(option: str) -> str:
-    return "winstor_" + option.lstrip("-").replace("-", "_")
-
-
 def add_options(parser: pytest.Parser) -> None:
     """The report options and their ini keys, in the `winstor` group."""
     group = parser.getgroup("winstor", "winstor: Windows storage conformance")
     for option, text, kwargs in OPTIONS:
         group.addoption(option, dest=option.lstrip("-").replace("-", "_"),
-                        help=f"{text} [env {_env(option)}, ini {_ini(option)}]", **kwargs)
+                        help=f"{text} [env {env_name(option)}, ini {ini_name(option)}]", **kwargs)
         kind = "linelist" if kwargs.get("action") == "append" else (
             "bool" if kwargs.get("action") == "store_true" else "string")
-        parser.addini(_ini(option), f"winstor: default for {option}", type=kind)
+        parser.addini(ini_name(option), f"winstor: default for {option}", type=kind)
 
 
 @dataclasses.dataclass
@@ -72,10 +65,10 @@ def read_options(config: pytest.Config) -> Options:
         value = config.getoption(dest, None)
         if value not in (None, []):
             return value, "cli"
-        env = os.environ.get(_env(option))
+        env = os.environ.get(env_name(option))
         if env:
             return env, "env"
-        ini = config.getini(_ini(option))
+        ini = config.getini(ini_name(option))
         return (ini, "ini") if ini not in (None, "", []) else (None, "")
 
     raw_dir, where = get("--report-dir")

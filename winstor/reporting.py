@@ -81,9 +81,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if state is None:
         return
     run.run_dir = opts.report_dir / state.settings.run_id
-    junit = _RunJunit(str(run.run_dir / "junit.xml"), config, run)
-    run.junit = junit
-    config.pluginmanager.register(junit, "winstor-run-junit")
+    config.pluginmanager.register(_RunJunit(str(run.run_dir / "junit.xml"), config, run),
+                                  "winstor-run-junit")
 
 
 def _refuse_partial_runs(config: pytest.Config) -> None:

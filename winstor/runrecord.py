@@ -20,16 +20,13 @@ import platform
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 from . import bundle, htmlreport, results
 from .redact import Redactor
 from .reportconfig import Options, bundle_config, effective_config, redactor_for, state_of
-
-if TYPE_CHECKING:
-    from _pytest.junitxml import LogXML
 
 PAYLOAD = "winstor_result"
 """The test report attribute that carries a check's payload (one JSON string)."""
@@ -72,7 +69,6 @@ class RunReports:
         self.records: dict[str, CheckRecord] = {}
         self.facts: dict[str, dict[str, Any]] = {}
         self.run_dir: Path | None = None
-        self.junit: LogXML | None = None
         self.enabled = False
         self.written: list[str] = []
         self.problems: list[str] = []
