@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from . import awsfacts
 from .kube import EVENTS, NAMESPACES, NODES
 from .redact import Redactor
 from .results import jsonable
@@ -73,6 +72,7 @@ _JSON_FACTS = ("default_class", "fsx", "smb_mappings", "hostpath_exposure",
 def cluster_facts(cluster: Any, redactor: Redactor,
                   event_spans: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
     """What results.json says about one cluster, read through its API and AWS."""
+    from . import awsfacts  # boto3: imported where facts are read, not by every process
     out: dict[str, Any] = {
         "name": cluster.name, "context": cluster.target.context, "reachable": False,
         "error": None, "kubernetes_version": cluster.facts.get("kubernetes_version"),
@@ -156,6 +156,7 @@ def _instance(node: dict) -> str | None:
     provider = (node.get("spec") or {}).get("providerID") or ""
     if not provider.startswith("aws://"):
         return None
+    from . import awsfacts
     with contextlib.suppress(Exception):
         return awsfacts.parse_provider_id(provider)[1]
     return None
