@@ -41,15 +41,18 @@ def throttled(tmp_path: Path) -> Iterator[Api]:
     _Throttling.calls = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Throttling)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield _api_for(tmp_path, f"http://127.0.0.1:{server.server_address[1]}")
+    server.shutdown()
+
+
+def _api_for(tmp_path: Path, server: str) -> Api:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "t",
-        "clusters": [{"name": "t", "cluster": {
-            "server": f"http://127.0.0.1:{server.server_address[1]}"}}],
+        "clusters": [{"name": "t", "cluster": {"server": server}}],
         "users": [{"name": "t", "user": {"token": "x"}}],
         "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
-    yield Api.from_kubeconfig(str(kubeconfig), "t")
-    server.shutdown()
+    return Api.from_kubeconfig(str(kubeconfig), "t")
 
 
 def test_idempotent_reads_retry_a_bounded_number_of_times(throttled: Api, caplog) -> None:
@@ -77,3 +80,43 @@ def test_a_dry_run_create_is_retried(throttled: Api) -> None:
     with pytest.raises(KubeError):
         throttled.dry_run_create(NAMESPACES, body)
     assert _Throttling.calls == ["POST"] * 8
+
+
+class _FlakyOnce(BaseHTTPRequestHandler):
+    """503 for the first request of each path, then an empty list."""
+
+    seen: list[str] = []
+
+    def do_GET(self) -> None:
+        first = self.path not in type(self).seen
+        type(self).seen.append(self.path)
+        body = json.dumps({"kind": "Status", "code": 503, "reason": "ServiceUnavailable",
+                           "message": "etcd leader changed"} if first else
+                          {"kind": "List", "items": []}).encode()
+        self.send_response(503 if first else 200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_diagnostics_reads_survive_a_transient_error(tmp_path: Path) -> None:
+    """A failure's diagnostics are read from a cluster that may be the reason for it:
+    one 503 must not cost a section of them."""
+    from winstor.diagnostics import Collector
+    from winstor.redact import Redactor
+
+    _FlakyOnce.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FlakyOnce)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        api = _api_for(tmp_path, f"http://127.0.0.1:{server.server_address[1]}")
+        collector = Collector(api, "winstor.io/run=r1", Redactor())
+        assert collector._items(NAMESPACES) == []
+        assert collector.errors == []
+        assert len(_FlakyOnce.seen) == 2 and len(set(_FlakyOnce.seen)) == 1
+    finally:
+        server.shutdown()

@@ -17,8 +17,20 @@ from collections.abc import Iterable
 from typing import Any
 
 import yaml
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from .kube import EVENTS, NAMESPACES, NODES, PODS, PVCS, PVS, Api, KubeError, Resource
+from .kube import (
+    EVENTS,
+    NAMESPACES,
+    NODES,
+    PODS,
+    PVCS,
+    PVS,
+    Api,
+    KubeError,
+    Resource,
+    is_transient,
+)
 from .redact import Redactor
 from .waits import WaitFailed, describe_event
 
@@ -29,6 +41,7 @@ MAX_PODS = 12
 MAX_NODES = 6
 LOG_TAIL_LINES = 300
 READ_TIMEOUT = 10
+READ_ATTEMPTS = 4
 
 
 def wait_failures(exc: BaseException | None, funcargs: dict[str, Any]) -> list[WaitFailed]:
@@ -98,10 +111,20 @@ class Collector:
         self.deadline = time.monotonic() + budget
         self.errors: list[str] = []
 
-    def _get(self, path: str, query: dict[str, Any] | None = None) -> Any:
-        if time.monotonic() > self.deadline:
-            raise TimeoutError("diagnostics time budget spent")
-        return self.api.raw("GET", path, query=query, timeout=READ_TIMEOUT)
+    def _get(self, path: str, query: dict[str, Any] | None = None, *,
+             stream: bool = False) -> Any:
+        """One read, tried again on a transient error (429, 5xx, a dropped connection)
+        while the time budget lasts: a flaky API server should not cost the diagnostics
+        of the very failure it may have caused."""
+        for attempt in Retrying(retry=retry_if_exception(is_transient), reraise=True,
+                                stop=stop_after_attempt(READ_ATTEMPTS),
+                                wait=wait_exponential(multiplier=0.1, max=1)):
+            with attempt:
+                if time.monotonic() > self.deadline:
+                    raise TimeoutError("diagnostics time budget spent")
+                return self.api.raw("GET", path, query=query, stream=stream,
+                                    timeout=READ_TIMEOUT)
+        raise AssertionError("unreachable: tenacity reraises the last error")
 
     def _items(self, res: Resource, namespace: str | None = None,
                label_selector: str | None = None) -> list[dict]:
@@ -222,10 +245,9 @@ class Collector:
             return "(no log: diagnostics time budget spent)\n"
         try:
             # Streamed: the body is plain text, which the JSON path would refuse.
-            resp = self.api.raw("GET", PODS.path(meta["namespace"], meta["name"], "log"),
-                                query={"container": container, "tailLines": LOG_TAIL_LINES,
-                                       "limitBytes": FILE_LIMIT},
-                                stream=True, timeout=READ_TIMEOUT)
+            resp = self._get(PODS.path(meta["namespace"], meta["name"], "log"),
+                             {"container": container, "tailLines": LOG_TAIL_LINES,
+                              "limitBytes": FILE_LIMIT}, stream=True)
             try:
                 raw = resp.read(FILE_LIMIT + 1)
             finally:

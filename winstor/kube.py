@@ -70,7 +70,8 @@ def _retry_after(state: RetryCallState) -> float:
     return min(0.1 * 2 ** (state.attempt_number - 1), 2.0)
 
 
-def _is_transient(exc: BaseException) -> bool:
+def is_transient(exc: BaseException) -> bool:
+    """A 429, a 5xx or a dropped connection: worth another try of an idempotent call."""
     if isinstance(exc, KubeError):
         return exc.status in TRANSIENT
     return isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError))
@@ -83,7 +84,7 @@ def _log_retry(state: RetryCallState) -> None:
 
 
 transient_retry = retry(
-    retry=retry_if_exception(_is_transient),
+    retry=retry_if_exception(is_transient),
     wait=_retry_after,
     stop=stop_after_attempt(8) | stop_after_delay(60),
     before_sleep=_log_retry,
