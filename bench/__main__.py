@@ -33,6 +33,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from winstor.cli import positive_int
 from winstor.config import Timeouts
 from winstor.launcher import LaunchError
 from winstor.sim.timing import EKS_LATENCY, MINIMUM_PARTS, minimum_critical_seconds
@@ -380,16 +381,6 @@ def _scale(run: dict) -> str:
     return f"{run.get('time_scale', DEFAULT_SCALE):g}"
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
-    return value
-
-
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -407,9 +398,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help=f"comma-separated parts to run (default all: {','.join(PARTS)})")
     parser.add_argument("--quick", action="store_true",
                         help="only the 1-cluster serial catalog (about 10 s)")
-    parser.add_argument("--clusters", type=_count, nargs="+", default=[1, 2, 4],
+    parser.add_argument("--clusters", type=positive_int, nargs="+", default=[1, 2, 4],
                         help="cluster counts of the catalog part (default 1 2 4)")
-    parser.add_argument("--max-workers", type=_count, default=4,
+    parser.add_argument("--max-workers", type=positive_int, default=4,
                         help="most xdist workers a catalog run uses (default 4)")
     parser.add_argument("--scenarios", nargs="+", default=list(faults.FAULTS),
                         choices=list(faults.FAULTS), help="fault scenarios to time")
@@ -418,8 +409,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--poll-interval", type=_seconds, nargs="+",
                         help=f"polling baseline interval(s), seconds (default "
                              f"{polling.modelled_interval():g} and {polling.sim_interval():g})")
-    parser.add_argument("--rounds", type=_count, default=3, help="sim starts per size (default 3)")
-    parser.add_argument("--execs", type=_count, default=30, help="exec samples (default 30)")
+    parser.add_argument("--rounds", type=positive_int, default=3,
+                        help="sim starts per size (default 3)")
+    parser.add_argument("--execs", type=positive_int, default=30, help="exec samples (default 30)")
     parser.add_argument("--json", metavar="PATH", help="also write the measurements as JSON")
     args = parser.parse_args(argv)
     args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]

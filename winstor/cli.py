@@ -17,7 +17,8 @@ class UsageError(Exception):
     """Bad input: reported as one line, exit code 2."""
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1, or one line saying why not."""
     try:
         value = int(text)
     except ValueError:
@@ -112,7 +113,7 @@ def build_parser(more: bool = True) -> argparse.ArgumentParser:
                     help="where to write the kubeconfig")
     up.add_argument("--aws-env", metavar="PATH",
                     help="where to write the AWS settings as a sourceable env file")
-    up.add_argument("--clusters", type=_positive_int, default=1, metavar="N",
+    up.add_argument("--clusters", type=positive_int, default=1, metavar="N",
                     help="how many clusters to serve (default 1)")
     up.add_argument("--scenario", action="append", default=[], metavar="[CLUSTER:]NAME",
                     help="break a cluster (all, or the 1-based CLUSTER) the way NAME says; "
@@ -124,10 +125,10 @@ def build_parser(more: bool = True) -> argparse.ArgumentParser:
                          "record), PowerShell 7 stand-in pods, local-path storage, FSx in moto")
     up.add_argument("--time-scale", type=_scale, default=0.002, metavar="F",
                     help="multiply the modelled EKS latencies by F (default 0.002)")
-    up.add_argument("--watch-history", type=_positive_int, default=5000, metavar="N",
+    up.add_argument("--watch-history", type=positive_int, default=5000, metavar="N",
                     help="changes kept for watches to resume from (older: 410 Gone)")
     up.add_argument("--quiet", action="store_true", help="print nothing when ready")
-    up.add_argument("--exit-with", type=_positive_int, metavar="PID",
+    up.add_argument("--exit-with", type=positive_int, metavar="PID",
                     help="stop when process PID exits (used by pytest runs that start the sim)")
     up.set_defaults(func=_sim_up)
     sc = sim_sub.add_parser("scenarios", help="list the scenarios, one line each")
