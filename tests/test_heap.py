@@ -58,3 +58,19 @@ def test_frozen_again_when_the_interpreter_exits(tmp_path: Path) -> None:
     lines = dict(line.split(": ") for line in proc.stdout.splitlines() if "frozen" in line)
     assert lines["frozen after the run"] == "0"
     assert int(lines["frozen at exit"]) > 1000
+
+
+def test_library_use_leaves_the_collector_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Outside a run (or after it thawed), making a boto3 client freezes nothing;
+    # inside one, it freezes the client's service model with the rest.
+    from winstor import heap
+    monkeypatch.setattr(heap, "_settled", False)
+    gc.unfreeze()
+    heap.keep_settled()
+    assert gc.get_freeze_count() == 0
+    monkeypatch.setattr(heap, "_settled", True)
+    try:
+        heap.keep_settled()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

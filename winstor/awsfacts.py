@@ -183,7 +183,7 @@ def _client(session: boto3.Session, service: str) -> Any:
         made = _clients.setdefault(session, {})
         if service not in made:
             made[service] = session.client(service, config=_CLIENT_CONFIG)
-            heap.settle()  # its service model stays for the process
+            heap.keep_settled()  # its service model stays for the process
         return made[service]
 
 

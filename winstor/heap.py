@@ -17,7 +17,9 @@ collections skip the heap too; Python never promised `__del__` for objects alive
 exit, and cyclic garbage left at that point is what goes unfinalized.
 
 What is frozen is never collected until thawed: call `settle()` only after work
-whose results stay for the whole process.
+whose results stay for the whole process. Code that adds such objects later (a boto3
+client and its service model) calls `keep_settled()`, which freezes only while a run
+has the heap settled: imported as a library, winstor leaves the collector alone.
 """
 
 from __future__ import annotations
@@ -26,17 +28,27 @@ import atexit
 import gc
 
 _freeze_at_exit = False
+_settled = False
 
 
 def settle() -> None:
     """Freeze what is alive now (see the module docstring)."""
+    global _settled
     gc.freeze()
+    _settled = True
+
+
+def keep_settled() -> None:
+    """Freeze again if a run has the heap settled: long-lived objects were just made."""
+    if _settled:
+        gc.freeze()
 
 
 def thaw() -> None:
     """Unfreeze, and freeze everything again when the interpreter exits."""
-    global _freeze_at_exit
+    global _freeze_at_exit, _settled
     gc.unfreeze()
+    _settled = False
     if not _freeze_at_exit:
         atexit.register(gc.freeze)  # registered late, so it runs among the first
         _freeze_at_exit = True
