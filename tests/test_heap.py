@@ -12,16 +12,33 @@ from pathlib import Path
 import pytest
 from _pytest import unraisableexception
 
+# A catalog check as the plugin sees one (a winstor_check mark, run per cluster), with a
+# stand-in for the cluster fixture so that nothing connects anywhere.
+CATALOG_CHECK = """
+import gc, pathlib, pytest
+
+@pytest.fixture(scope="session")
+def cluster(request):
+    return request.param
+
+@pytest.mark.winstor_check("HEAP-01", "the heap is frozen while checks run")
+def test_heap(cluster):
+    pathlib.Path({during!r}).write_text(str(gc.get_freeze_count()))
+"""
+
+
+def _run_in_process(tmp_path: Path, source: str) -> int:
+    # A module name of its own: in-process runs share sys.modules.
+    path = tmp_path / f"test_{tmp_path.name.replace('-', '_')}.py"
+    path.write_text(source)
+    return pytest.main([str(path), "-q", "-p", "no:randomly",
+                        "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+                        f"--report-dir={tmp_path / 'reports'}"])
+
 
 def test_frozen_during_the_run_and_at_the_final_collections_then_thawed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     during = tmp_path / "during.txt"
-    (tmp_path / "test_one.py").write_text(textwrap.dedent(f"""
-        import gc, pathlib
-
-        def test_heap_is_frozen():
-            pathlib.Path({str(during)!r}).write_text(str(gc.get_freeze_count()))
-        """))
     seen: list[int] = []
     harder = unraisableexception.gc_collect_harder
 
@@ -31,18 +48,37 @@ def test_frozen_during_the_run_and_at_the_final_collections_then_thawed(
 
     monkeypatch.setattr(unraisableexception, "gc_collect_harder", recording)
     gc.unfreeze()
-    code = pytest.main([str(tmp_path / "test_one.py"), "-q", "-p", "no:randomly",
-                        "-p", "no:cacheprovider", "--rootdir", str(tmp_path)])
-    assert code == 0
+    assert _run_in_process(tmp_path, CATALOG_CHECK.format(during=str(during))) == 0
     assert int(during.read_text()) > 1000, "the heap was not frozen when the check ran"
     assert seen and seen[0] > 1000, "pytest's final collections walked the whole heap"
     assert gc.get_freeze_count() == 0, "the heap stayed frozen after the run"
 
 
+def test_a_session_without_catalog_checks_keeps_its_collector(tmp_path: Path) -> None:
+    # winstor's plugin loads in every pytest run where winstor is installed.
+    during = tmp_path / "during.txt"
+    gc.unfreeze()
+    gc.freeze()  # the host's own freeze, which the run must leave in place
+    host = gc.get_freeze_count()
+    try:
+        assert _run_in_process(tmp_path, textwrap.dedent(f"""
+            import gc, pathlib
+
+            def test_plain():
+                pathlib.Path({str(during)!r}).write_text(str(gc.get_freeze_count()))
+            """)) == 0
+        # Frozen objects can still be freed by reference counting, so the count may
+        # shrink; a freeze by the run would have grown it, a thaw emptied it.
+        assert 0 < int(during.read_text()) <= host
+        assert 0 < gc.get_freeze_count() <= host
+    finally:
+        gc.unfreeze()
+
+
 def test_frozen_again_when_the_interpreter_exits(tmp_path: Path) -> None:
     # An exit handler registered before the run runs after winstor's (last in,
     # first out), so it sees what the interpreter's shutdown collections will see.
-    (tmp_path / "test_one.py").write_text("def test_nothing():\n    pass\n")
+    (tmp_path / "test_one.py").write_text(CATALOG_CHECK.format(during=str(tmp_path / "d")))
     script = textwrap.dedent(f"""
         import atexit, gc, sys
         import pytest

@@ -46,7 +46,7 @@ def _scenario_names() -> set[str]:
 def pytest_configure(config: pytest.Config) -> None:
     # Before pytest's unraisable-exception plugin adds its cleanup, so this one runs
     # after it (cleanups run last-in, first-out): see winstor.heap.
-    config.add_cleanup(heap.thaw)
+    config.add_cleanup(lambda: _thaw_if_settled(config))
     for name, text in checks.MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     config.addinivalue_line("markers", "winstor_check(id, title): a winstor conformance check "
@@ -106,18 +106,36 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         _install_interrupt_handler(config.stash[STATE])
     if _xdist_controller(config) and not config.option.collectonly:
         config.stash[STATE].ensure_sim()
-    if _xdist_controller(config):
-        heap.settle()  # a controller collects nothing: see pytest_collection_finish
+
+
+SETTLED = pytest.StashKey[bool]()
+
+
+def _settle(config: pytest.Config) -> None:
+    """Settle the heap (`winstor.heap`) for this run, once."""
+    if not config.stash.get(SETTLED, False):
+        heap.settle()
+        config.stash[SETTLED] = True
+
+
+def _thaw_if_settled(config: pytest.Config) -> None:
+    if config.stash.get(SETTLED, False):
+        heap.thaw()
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Settle the heap once the items exist (`winstor.heap`). When checks will run,
-    the official Kubernetes client is imported first: they import it on first use
-    anyway, and it is the largest part of that heap."""
-    if session.items and not session.config.option.collectonly:
-        load_official_client()
-    heap.settle()
+    """Settle the heap once a catalog run's items exist (`winstor.heap`). The official
+    Kubernetes client is imported first: the checks import it on first use anyway, and
+    it is the largest part of that heap. Any other session (winstor is installed, so
+    its plugin loads in every pytest run here) keeps its collector as it is. An xdist
+    controller collects nothing: it settles on its first check report instead."""
+    config = session.config
+    if config.option.collectonly or not any(
+            cluster_of(i) and checks.check_of(i) for i in session.items):
+        return
+    load_official_client()
+    _settle(config)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -313,15 +331,15 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     check = getattr(report, "winstor_check", None)
     if not cluster or not check:
         return
+    config = _CONFIG.get("config")
+    if config is not None:
+        _settle(config)  # an xdist controller's first check report; see above
     outcome = None
     if report.when == "call" or report.outcome != "passed":
         outcome = "error" if report.when != "call" and report.failed else report.outcome
     if report.when == "setup" and report.skipped:
         outcome = "skipped"
-    if outcome is None:
-        return
-    config = _CONFIG.get("config")
-    if config is None:
+    if outcome is None or config is None:
         return
     table = config.stash[OUTCOMES]
     previous = table[cluster].get(check)
