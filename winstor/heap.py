@@ -9,8 +9,10 @@ worker, about a tenth of a second each with nothing to find. Measured here, they
 were a quarter of a 4-cluster `-n 4` run's CPU.
 
 `settle()` moves everything alive into the permanent generation (`gc.freeze`);
-objects made afterwards are collected as usual. The plugin settles once the items
-are collected and `thaw()`s after pytest's last collections, so an in-process pytest
+objects made afterwards are collected as usual. The plugin settles once a catalog
+run's items are collected (an xdist controller: on its first check report; a
+session without catalog checks is left alone) and `thaw()`s after pytest's last
+collections, so an in-process pytest
 (pytester, `pytest.main()`) hands its host an ordinary collector. `thaw()` also
 arranges for one last `gc.freeze` when the interpreter exits, so the shutdown
 collections skip the heap too; Python never promised `__del__` for objects alive at

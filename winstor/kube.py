@@ -22,18 +22,18 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient
     from kubernetes.client.rest import ApiException
 
+log = logging.getLogger("winstor.kube")
+
+TRANSIENT = {429, 500, 502, 503, 504}
+
 
 def load_official_client() -> None:
     """Import the official client now. This module imports it on first use instead:
-    importing it loads every model and API class (0.4 s of CPU), and an xdist
+    importing it loads every model and API class (about 0.4 s of CPU), and an xdist
     controller, `--help` or `--collect-only` import winstor without talking to a
     cluster. A process about to run checks loads it early (see the plugin's
     pytest_collection_finish)."""
     import kubernetes.client  # noqa: F401
-
-log = logging.getLogger("winstor.kube")
-
-TRANSIENT = {429, 500, 502, 503, 504}
 
 
 class KubeError(Exception):
