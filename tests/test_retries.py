@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -120,3 +121,31 @@ def test_diagnostics_reads_survive_a_transient_error(tmp_path: Path) -> None:
         assert len(_FlakyOnce.seen) == 2 and len(set(_FlakyOnce.seen)) == 1
     finally:
         server.shutdown()
+
+
+def test_first_contact_retries_a_server_that_answers(throttled: Api, tmp_path: Path) -> None:
+    # 429 every time: tried five times, then the answer is reported.
+    with pytest.raises(KubeError) as exc:
+        throttled.version()
+    assert exc.value.status == 429 and _Throttling.calls == ["GET"] * 5
+    # One 503 and then an answer: the cluster is connected, not given up on.
+    _FlakyOnce.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FlakyOnce)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        api = _api_for(tmp_path, f"http://127.0.0.1:{server.server_address[1]}")
+        assert api.version() == {"kind": "List", "items": []}
+        assert _FlakyOnce.seen == ["/version", "/version"]
+    finally:
+        server.shutdown()
+
+
+def test_first_contact_does_not_retry_a_server_that_is_not_there(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    api = _api_for(tmp_path, f"http://127.0.0.1:{port}")
+    retries = Api.retries_total
+    with pytest.raises(ConnectionError):
+        api.version()
+    assert Api.retries_total == retries

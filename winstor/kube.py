@@ -92,6 +92,23 @@ transient_retry = retry(
 )
 
 
+def answered_transient(exc: BaseException) -> bool:
+    """A 429 or a 5xx: the server is there and asks for another try."""
+    return isinstance(exc, KubeError) and exc.status in TRANSIENT
+
+
+# For the first request to a cluster: a server that answers 429 or 5xx is tried again,
+# one that does not answer at all fails at once, so a dead or mistyped target is still
+# reported in a moment rather than after a minute of back-off.
+first_contact_retry = retry(
+    retry=retry_if_exception(answered_transient),
+    wait=_retry_after,
+    stop=stop_after_attempt(5) | stop_after_delay(15),
+    before_sleep=_log_retry,
+    reraise=True,
+)
+
+
 @dataclass(frozen=True)
 class Resource:
     """Where a kind lives in the API: group/version and plural."""
@@ -285,6 +302,11 @@ class Api:
             "fieldSelector": field_selector, "labelSelector": label_selector},
             stream=True, timeout=timeout_seconds + 10)
         return WatchStream(resp)
+
+    @first_contact_retry
+    def version(self) -> dict:
+        """`GET /version`, the first request winstor makes to a cluster."""
+        return self._call("GET", "/version", timeout=15) or {}
 
     def raw(self, method: str, path: str, **kw: Any) -> Any:
         return self._call(method, path, **kw)

@@ -78,7 +78,7 @@ class Cluster:
         api = Api.from_kubeconfig(kubeconfig, self.target.context)
         where = f"context {self.target.context or '(current)'} ({api.server})"
         try:
-            version = api.raw("GET", "/version", timeout=15)
+            version = api.version()
         except KubeError as err:
             if err.status == 401:
                 raise ConnectError(f"{where}: the credentials were refused (401 Unauthorized); "
