@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .schema import ARRAY, MAP, OBJECT, Node, SchemaError, SchemaRegistry
+from .schema import ARRAY, MAP, OBJECT, Node, SchemaError, SchemaRegistry, json_kind
 
 STRATEGIC = "application/strategic-merge-patch+json"
 MERGE = "application/merge-patch+json"
@@ -105,14 +105,14 @@ def apply_patch(original: dict, patch: bytes | str | dict | list, content_type: 
         result = apply_merge_patch(doc, body)
     else:
         if not isinstance(body, dict):
-            raise _bad_request(f"json: cannot unmarshal {_json_kind(body)} into Go value of "
+            raise _bad_request(f"json: cannot unmarshal {json_kind(body)} into Go value of "
                                f"type map[string]interface {{}}")
         node = schemas.patch_meta(str(doc.get("apiVersion", "")), str(doc.get("kind", "")))
         if node is None:
             raise _unsupported(ctype)
         result = apply_strategic_merge_patch(doc, _copy(body), node)
     if not isinstance(result, dict):
-        raise _bad_request(f"json: cannot unmarshal {_json_kind(result)} into Go value of type "
+        raise _bad_request(f"json: cannot unmarshal {json_kind(result)} into Go value of type "
                            f"map[string]interface {{}}")
     return _prune_nulls(result)
 
@@ -173,20 +173,6 @@ def _prune_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [_prune_nulls(v) for v in value]
     return value
-
-
-def _json_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if value is None:
-        return "null"
-    return "object"
 
 
 def _go_kind(value: Any) -> str:
@@ -256,11 +242,11 @@ class _JSONPatchFailed(Exception):
 def apply_json_patch(doc: Any, ops: Any) -> Any:
     """RFC 6902 operations applied in order; any failure leaves the patch unapplied (422)."""
     if not isinstance(ops, list):
-        raise _bad_request(f"json: cannot unmarshal {_json_kind(ops)} into Go value of type "
+        raise _bad_request(f"json: cannot unmarshal {json_kind(ops)} into Go value of type "
                            f"jsonpatch.Patch")
     for op in ops:
         if not isinstance(op, dict):
-            raise _bad_request(f"json: cannot unmarshal {_json_kind(op)} into Go value of type "
+            raise _bad_request(f"json: cannot unmarshal {json_kind(op)} into Go value of type "
                                f"jsonpatch.Operation")
     if len(ops) > MAX_JSON_PATCH_OPERATIONS:
         raise PatchError(413, "RequestEntityTooLarge",

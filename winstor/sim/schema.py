@@ -330,7 +330,7 @@ def _schema_set(version_dir: str) -> _SchemaSet:
 # -- validation --------------------------------------------------------------
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
     """How Go's decoder names a JSON value in `cannot unmarshal X into ...`."""
     if isinstance(value, bool):
         return "bool"
@@ -340,6 +340,8 @@ def _json_kind(value: Any) -> str:
         return "string"
     if isinstance(value, list):
         return "array"
+    if value is None:
+        return "null"
     return "object"
 
 
@@ -436,7 +438,7 @@ class _Walk:
             if isinstance(value, str):
                 return
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                self.fail(f"json: cannot unmarshal {_json_kind(value)} into Go value of type "
+                self.fail(f"json: cannot unmarshal {json_kind(value)} into Go value of type "
                           f"int32", lenient)
             elif isinstance(value, float) or not self._in_range(value, "int32"):
                 self.fail(f"json: cannot unmarshal number {_number_text(value)} into Go value "
@@ -485,7 +487,7 @@ class _Walk:
     @staticmethod
     def _cannot(value: Any, owner: str, gopath: str, go_type: str) -> str:
         where = f"Go struct field {owner}.{gopath}" if owner else "Go value"
-        return f"json: cannot unmarshal {_json_kind(value)} into {where} of type {go_type}"
+        return f"json: cannot unmarshal {json_kind(value)} into {where} of type {go_type}"
 
     @staticmethod
     def _in_range(value: int, fmt: str | None) -> bool:
