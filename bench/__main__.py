@@ -3,7 +3,8 @@
 Against fresh `winstor sim up` processes, measures and prints one report:
 
   catalog   wall time of the full catalog for 1, 2 and 4 clusters, serial and
-            with -n; per cluster, from the sim's /metrics: API requests,
+            with -n (and -n <cores> on a machine with fewer cores than
+            clusters), with the CPU each run used; per cluster, from the sim's /metrics: API requests,
             Windows pod starts (workload pods and per-node pods), EBS
             volumes, servercore pulls on the critical path, and the modelled
             EKS critical path next to the unavoidable minimum
@@ -93,8 +94,10 @@ def measure(args: argparse.Namespace, say: Any) -> dict[str, Any]:
                            "minimum_parts": dict(MINIMUM_PARTS), "parts": args.parts}
     runs: list[CatalogRun] = []
     if "catalog" in args.parts:
+        cores = os.cpu_count() or 1
         for n in args.clusters:
-            for workers in sorted({1, min(n, args.max_workers)}):
+            # With fewer cores than clusters, -n <cores> too: what this machine does best.
+            for workers in sorted({1, min(n, args.max_workers), min(n, args.max_workers, cores)}):
                 say(f"catalog: {n} cluster(s), {workers} worker(s)")
                 runs.append(run_catalog(n, workers))
         out["catalog"] = [r.summary() for r in runs]
