@@ -4,10 +4,11 @@ Against fresh `winstor sim up` processes, measures and prints one report:
 
   catalog   wall time of the full catalog for 1, 2 and 4 clusters, serial and
             with -n (and -n <cores> on a machine with fewer cores than
-            clusters), with the CPU each run used; per cluster, from the sim's /metrics: API requests,
-            Windows pod starts (workload pods and per-node pods), EBS
-            volumes, servercore pulls on the critical path, and the modelled
-            EKS critical path next to the unavoidable minimum
+            clusters), with the CPU each run used; per cluster, from the
+            sim's /metrics: API requests, Windows pod starts (workload pods
+            and per-node pods), EBS volumes, servercore pulls on the critical
+            path, and the modelled EKS critical path next to the unavoidable
+            minimum
   eks-like  the 1-cluster catalog again at --time-scale 0.05, where the sim's
             latencies are less compressed against client-side work: critical
             path, pulls and the polling ratio in proportions closer to EKS
