@@ -23,6 +23,15 @@ EBS_WORKLOAD = {"EBS-BIND-01", "EBS-MOUNT-01", "EBS-PERSIST-01", "EBS-VOLUME-01"
 
 # scenario -> {check: phrase its failure message must contain}
 EXPECTED: dict[str, dict[str, str]] = {
+    "windows-nodes-not-ready": {
+        "NODES-READY-01": "no Ready, schedulable Windows node labelled",
+        **dict.fromkeys(EBS_WORKLOAD | {
+            "NODES-BUILD-01", "CSIPROXY-PIPES-01", "CSIPROXY-SVC-01", "CSIPROXY-VER-01",
+            "SMB-MAP-01", "SMB-POD-01", "SMB-SHARED-01", "FSX-AWS-01"},
+            "untolerated taint {node.kubernetes.io/unreachable"),
+    },
+    "two-default-classes": {"SC-DEFAULT-01": "has 2 default StorageClasses (gp2, gp3)"},
+    "pod-security-off": {"SMB-PSA-01": "yet a hostPath pod was admitted"},
     "no-csi-proxy": {
         "CSIPROXY-PIPES-01": "csi-proxy-filesystem-v1",
         "CSIPROXY-SVC-01": "has no csiproxy service",
@@ -35,6 +44,13 @@ EXPECTED: dict[str, dict[str, str]] = {
         "SMB-POD-01": "is not a directory",
         "SMB-SHARED-01": "is not a directory",
         "FSX-AWS-01": "nothing names the FSx file system",
+    },
+    "share-not-shared": {
+        "SMB-SHARED-01": "does not see C:\\dotnetapp\\app-state\\winstor-",
+    },
+    "share-read-only": {
+        "SMB-POD-01": "reported: Access to the path 'C:\\dotnetapp\\app-state\\winstor-",
+        "SMB-SHARED-01": "SMB-POD-01 wrote no file to look for",
     },
     "image-pull-fails": {
         **dict.fromkeys(EBS_WORKLOAD, "ImagePullBackOff"),
@@ -49,6 +65,9 @@ EXPECTED: dict[str, dict[str, str]] = {
         "SMB-POD-01": "does not match the host operating system",
         "SMB-SHARED-01": "does not match the host operating system",
     },
+    "volume-loses-data": {"EBS-PERSIST-01": "is gone in replacement pod"},
+    "ebs-wrong-type": {"EBS-VOLUME-01": "type gp3, not gp2"},
+    "binds-before-consumer": {"EBS-CLAIM-01": "was Bound before any pod used it"},
     "intree-without-csi-driver": {
         "SC-MIGRATION-01": "no CSIDriver ebs.csi.aws.com is installed",
         **dict.fromkeys(EBS_WORKLOAD, "not installed (no CSIDriver ebs.csi.aws.com)"),

@@ -18,7 +18,9 @@ from inspect_cluster import core
 
 SCENARIOS = {"no-csi-proxy", "smb-mapping-missing", "image-pull-fails", "ebs-attach-fails",
              "wrong-windows-build", "intree-without-csi-driver", "flaky-api",
-             "no-windows-nodes"}
+             "no-windows-nodes", "windows-nodes-not-ready", "two-default-classes",
+             "pod-security-off", "volume-loses-data", "ebs-wrong-type", "binds-before-consumer",
+             "share-not-shared", "share-read-only"}
 
 
 def winstor(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -62,9 +62,8 @@ def _sim_up(args: argparse.Namespace) -> int:
             scenarios.parse(spec, args.clusters)
         except ValueError as err:
             raise UsageError(str(err)) from None
-    if args.flavour == "kind" and any(s.rpartition(":")[2] in (
-            "no-csi-proxy", "wrong-windows-build", "intree-without-csi-driver",
-            "ebs-attach-fails") for s in args.scenario):
+    if args.flavour == "kind" and any(s.rpartition(":")[2] in scenarios.EKS_ONLY
+                                      for s in args.scenario):
         raise UsageError("that scenario needs Windows nodes and EBS: use --flavour eks")
     sim = Sim(args.clusters, args.scenario, args.flavour, args.time_scale,
               args.watch_history)
@@ -81,11 +80,11 @@ def _sim_up(args: argparse.Namespace) -> int:
 
 
 def _sim_scenarios(args: argparse.Namespace) -> int:
-    from .sim.scenarios import SCENARIOS
+    from .sim.scenarios import EKS_ONLY, SCENARIOS
 
     width = max(map(len, SCENARIOS))
     for name, line in SCENARIOS.items():
-        print(f"{name:<{width}}  {line}")
+        print(f"{name:<{width}}  {line}" + (" [eks flavour only]" if name in EKS_ONLY else ""))
     return 0
 
 

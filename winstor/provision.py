@@ -20,9 +20,9 @@ from .target import MANAGED_BY, RUN_LABEL, Cluster
 from .waits import (
     WaitFailed,
     default_terminal_event,
-    no_terminal_event,
     pod_ready,
     pod_terminal_state,
+    scheduling_terminal_event,
     wait_for,
     wait_gone,
 )
@@ -304,14 +304,15 @@ def wait_container_running(cluster: Cluster, namespace: str, name: str, containe
                            what: str | None = None) -> dict:
     """Wait until one container of a pod runs (its siblings may still be pulling).
 
-    Only the pod's status decides: kubelet events do not say which container
-    they are about, and a sibling's failing pull must not end this wait.
+    The pod's status decides, and of the events only the scheduler's: kubelet events
+    do not say which container they are about, and a sibling's failing pull must not
+    end this wait, but a pod no node can run never runs any container.
     """
     return wait_for(cluster.api, PODS, name, namespace, condition=container_running(container),
                     what=what or f"container {container} of pod {namespace}/{name} to run",
                     timeout=cluster.timeouts.pod_start_windows,
                     terminal_state=container_terminal_state(container),
-                    terminal_event=no_terminal_event).obj
+                    terminal_event=scheduling_terminal_event).obj
 
 
 def create_deployment(cluster: Cluster, namespace: str) -> dict:

@@ -70,6 +70,15 @@ def default_terminal_event(ev: dict) -> str | None:
     return None
 
 
+def scheduling_terminal_event(ev: dict) -> str | None:
+    """`default_terminal_event` for the scheduler's verdicts only. They are about the
+    whole pod, where kubelet's events may be about one container of several (a wait for
+    one container must not end on a sibling's failing pull)."""
+    if ev.get("reason") != "FailedScheduling":
+        return None
+    return default_terminal_event(ev)
+
+
 def no_terminal_event(ev: dict) -> None:
     """For waits no event can settle (a deletion); polling then reads no events."""
     return None
@@ -442,7 +451,7 @@ def _poll_for(api: Api, res: Resource, name: str | None, namespace: str | None, 
 
 def _waits_for_an_event(predicate: TerminalEvent) -> bool:
     """Whether a wait's event predicate is what it waits for, not failure detection."""
-    if predicate in (default_terminal_event, no_terminal_event):
+    if predicate in (default_terminal_event, scheduling_terminal_event, no_terminal_event):
         return False
     probe = {"type": "Warning", "reason": "FailedMount", "count": 1,
              "message": "MountVolume.SetUp failed (a probe of the predicate, not an event)",

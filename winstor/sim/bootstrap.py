@@ -172,6 +172,13 @@ def _node_object(cluster: Cluster, node: NodePlan, facts: Any) -> dict:
     ] + [{"type": "Ready", "status": "True", "reason": "KubeletReady",
           "message": "kubelet is posting ready status", "lastHeartbeatTime": now,
           "lastTransitionTime": now}]
+    if windows and "windows-nodes-not-ready" in cluster.scenarios:
+        # What the node lifecycle controller makes of a kubelet gone silent.
+        for c in conditions:
+            c.update(status="Unknown", reason="NodeStatusUnknown",
+                     message="Kubelet stopped posting node status.")
+        spec["taints"] = [{"key": "node.kubernetes.io/unreachable", "effect": effect,
+                           "timeAdded": now} for effect in ("NoSchedule", "NoExecute")]
     capacity = {"cpu": "4", "memory": "16417196Ki", "pods": "110" if not windows else "29",
                 "ephemeral-storage": "52416492Ki"}
     return {
@@ -197,6 +204,14 @@ def _seed_eks_storage(cluster: Cluster, has_driver: bool) -> None:
         "parameters": {"fsType": "ext4", "type": "gp2"},
         "provisioner": "kubernetes.io/aws-ebs", "reclaimPolicy": "Delete",
         "volumeBindingMode": "WaitForFirstConsumer"})
+    if "two-default-classes" in cluster.scenarios:
+        # A second default, as when an add-on installs its own class marked default.
+        store.create(SC, {
+            "metadata": {"name": "gp3", "annotations": {
+                "storageclass.kubernetes.io/is-default-class": "true"}},
+            "parameters": {"type": "gp3", "csi.storage.k8s.io/fstype": "ext4"},
+            "provisioner": EBS_DRIVER, "reclaimPolicy": "Delete",
+            "volumeBindingMode": "WaitForFirstConsumer", "allowVolumeExpansion": True})
     if not has_driver:
         return
     store.create(CSIDRIVER, {

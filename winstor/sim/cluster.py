@@ -46,6 +46,8 @@ class Cluster:
         self.schemas = SchemaRegistry(plan.kube_version)
         self.metrics = Metrics(self.store)  # counts pod starts from the store
         self.faults = Faults(enabled="flaky-api" in scenarios)
+        # The PodSecurity admission plugin; off, namespaces' enforce labels do nothing.
+        self.pod_security_admission = "pod-security-off" not in scenarios
         self.clock = Clock(scale=time_scale)
         self.events = Recorder(self.store)
         self.registry = Registry(self.store, self.schemas, self._admit)
@@ -119,9 +121,9 @@ class Cluster:
     def _admit(self, op: str, kind: Kind, obj: dict, old: dict | None) -> list[str]:
         if kind.kind == "PersistentVolumeClaim" and op == "create":
             admission.default_storage_class(self.store, obj)
-        if kind.kind == "Pod" and op == "create":
+        if kind.kind == "Pod" and op == "create" and self.pod_security_admission:
             admission.pod_security(self.store, obj)
-        if kind.kind in ("Deployment", "ReplicaSet", "DaemonSet"):
+        if kind.kind in ("Deployment", "ReplicaSet", "DaemonSet") and self.pod_security_admission:
             return admission.pod_security_warnings(self.store, obj)
         return []
 

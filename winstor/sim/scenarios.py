@@ -10,6 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SCENARIOS: dict[str, str] = {
+    "windows-nodes-not-ready": "The Windows nodes' kubelets stopped posting status: the nodes "
+                               "are Ready Unknown and tainted unreachable, so no Windows pod "
+                               "can be scheduled.",
+    "two-default-classes": "A second StorageClass (gp3, ebs.csi.aws.com) is also marked "
+                           "default, as when an add-on installs its own default class.",
+    "pod-security-off": "The API server runs without the PodSecurity admission plugin: "
+                        "namespaces' pod-security.kubernetes.io/enforce labels are ignored.",
     "no-csi-proxy": "Windows nodes lack the csiproxy service and its pipes; the EBS CSI "
                     "Windows node plugin cannot register, so NTFS volumes never mount.",
     "smb-mapping-missing": "No SMB Global Mapping on the Windows nodes: G:\\Directory\\app-state "
@@ -24,10 +31,31 @@ SCENARIOS: dict[str, str] = {
                            "ltsc2019 containers fail with an OS mismatch.",
     "intree-without-csi-driver": "Kubernetes >= 1.23 with CSI migration but no EBS CSI driver: "
                                  "kubernetes.io/aws-ebs claims are never provisioned.",
+    "volume-loses-data": "The EBS CSI Windows node plugin formats the disk on every mount: "
+                         "a replacement pod finds its volume empty.",
+    "ebs-wrong-type": "The EBS provisioner ignores the class's type parameter and creates "
+                      "gp3 volumes for gp2 classes (gp2 for gp3 ones).",
+    "binds-before-consumer": "The EBS provisioner ignores volumeBindingMode: "
+                             "WaitForFirstConsumer and provisions and binds claims at once "
+                             "(in the zone of the first Ready Windows node of the workloads' "
+                             "build).",
     "flaky-api": "The API server throttles (429 + Retry-After), fails (5xx), drops watches "
                  "every few seconds and refuses some exec handshakes.",
+    "share-not-shared": "Each Windows node maps G: to a share of its own on the FSx server "
+                        "(\\\\<fsx>\\share-<node>), not the one share: every mapping is OK, "
+                        "but a file one node writes is not seen on another.",
+    "share-read-only": "The FSx share grants the nodes Read only: writes through "
+                       "G:\\Directory\\app-state fail with access denied.",
     "no-windows-nodes": "The cluster has Linux nodes only (kind: no stand-in node).",
 }
+
+# What only the eks flavour has to break (Windows nodes, EBS, csi-proxy, a default EBS
+# class, the FSx share behind SMB Global Mappings): on the kind flavour these would
+# change nothing, so `winstor sim up` refuses them.
+EKS_ONLY = frozenset({
+    "volume-loses-data", "ebs-wrong-type", "binds-before-consumer", "no-csi-proxy",
+    "wrong-windows-build", "intree-without-csi-driver", "ebs-attach-fails",
+    "windows-nodes-not-ready", "two-default-classes", "share-not-shared", "share-read-only"})
 
 
 @dataclass(frozen=True)

@@ -407,10 +407,20 @@ class Volume:
 
 @dataclass
 class SmbShare:
-    """A remote SMB share (`\\\\server\\share`); every node that maps it sees `fs`."""
+    """A remote SMB share (`\\\\server\\share`); every node that maps it sees `fs`.
+
+    `read_only`: the share's permissions grant the nodes Read only
+    (`Grant-SmbShareAccess -AccessRight Read`): clients see `fs` through
+    `client_fs()`, which refuses every change with ERROR_ACCESS_DENIED.
+    """
 
     remote_path: str
     fs: Filesystem = field(default_factory=Filesystem)
+    read_only: bool = False
+
+    def client_fs(self) -> Filesystem:
+        """The share's files as a node mapping it sees them, under its permissions."""
+        return ReadOnlyAccess(self.fs) if self.read_only else self.fs
 
     @property
     def server(self) -> str:
@@ -420,6 +430,74 @@ class SmbShare:
     def share_name(self) -> str:
         parts = split_path(self.remote_path)
         return parts[1] if len(parts) > 1 else ""
+
+
+class ReadOnlyAccess(Filesystem):
+    """A filesystem seen through Read-only share permissions: reads go through,
+    every change fails as Windows fails it (`Access to the path '...' is denied.`),
+    after the same not-found checks the change would make first."""
+
+    def __init__(self, inner: Filesystem) -> None:  # no tree of its own
+        self.inner = inner
+        self.label = inner.label
+
+    def exists(self, path: str) -> bool:
+        return self.inner.exists(path)
+
+    def is_dir(self, path: str) -> bool:
+        return self.inner.is_dir(path)
+
+    def is_file(self, path: str) -> bool:
+        return self.inner.is_file(path)
+
+    def stat(self, path: str, display: str | None = None) -> Entry:
+        return self.inner.stat(path, display=self._show(path, display))
+
+    def read(self, path: str, display: str | None = None) -> bytes:
+        return self.inner.read(path, display=self._show(path, display))
+
+    def listdir(self, path: str = "", display: str | None = None) -> list[Entry]:
+        return self.inner.listdir(path, display=self._show(path, display))
+
+    def used_bytes(self) -> int:
+        return self.inner.used_bytes()
+
+    def _denied(self, path: str, display: str | None, parent_must_exist: bool) -> WinError:
+        shown = self._show(path, display)
+        parent = "\\".join(split_path(path)[:-1])
+        if parent_must_exist and not self.inner.is_dir(parent):
+            return WinError.of("path_not_found", shown)
+        return WinError.of("access_denied", shown)
+
+    def mkdir(
+        self, path: str, parents: bool = True, display: str | None = None, attributes: str = ""
+    ) -> None:
+        if self.inner.is_dir(path) or not split_path(path):
+            # An existing directory: CreateDirectory changes nothing (or reports it exists).
+            self.inner.mkdir(path, parents=parents, display=self._show(path, display))
+            return
+        raise self._denied(path, display, parent_must_exist=not parents)
+
+    def write(
+        self,
+        path: str,
+        data: bytes,
+        display: str | None = None,
+        append: bool = False,
+        attributes: str | None = None,
+    ) -> None:
+        raise self._denied(path, display, parent_must_exist=True)
+
+    def remove(self, path: str, recursive: bool = False, display: str | None = None) -> None:
+        self.inner.stat(path, display=self._show(path, display))  # missing: not found first
+        raise self._denied(path, display, parent_must_exist=False)
+
+    def set_attributes(self, path: str, attributes: str) -> None:
+        self.inner.stat(path)
+        raise self._denied(path, None, parent_must_exist=False)
+
+    def clear(self) -> None:
+        raise WinError.of("access_denied", self.label)
 
 
 # MSFT_SmbGlobalMapping.Status values (Get-SmbGlobalMapping shows the names,
@@ -645,7 +723,7 @@ class WindowsNode:
             return None
         if mapping.status != 0 or mapping.share is None:
             raise WinError.of("network_path_not_found", display or letter)
-        return mapping.share.fs
+        return mapping.share.client_fs()
 
     def resolve_host_path(self, host_path: str) -> tuple[Filesystem, str]:
         """A node path like `G:\\Directory\\app-state` → (filesystem, path within it)."""

@@ -79,12 +79,25 @@ class Workloads:
         self.nodes[plan.name] = node
 
     def map_share_on_windows_nodes(self, remote_path: str, directory: str) -> None:
-        share = self.shares.get(remote_path)
-        if share is None:
-            share = windows.SmbShare(remote_path=remote_path)
-            share.fs.mkdir(directory, parents=True)
-            self.shares[remote_path] = share
+        """Each Windows node maps G: to the FSx share `remote_path` (with `directory`).
+
+        `share-not-shared`: each node maps a share of its own on the same file
+        server instead (`<remote_path>-<hostname>`, a per-node name from a templated
+        bootstrap), each with `directory`: every mapping is OK and on the FSx, but
+        no two nodes see the same files. `share-read-only`: the share's permissions
+        grant the nodes Read only, so writes through G: are denied.
+        """
+        scenarios = self.cluster.scenarios
         for node in self.nodes.values():
+            path = remote_path
+            if "share-not-shared" in scenarios:
+                path = f"{remote_path}-{node.hostname.lower()}"
+            share = self.shares.get(path)
+            if share is None:
+                share = windows.SmbShare(remote_path=path,
+                                         read_only="share-read-only" in scenarios)
+                share.fs.mkdir(directory, parents=True)
+                self.shares[path] = share
             node.map_smb("G:", share)
 
     def add_linux_node(self, plan: NodePlan) -> None:

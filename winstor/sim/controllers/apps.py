@@ -120,7 +120,8 @@ class Apps(Controller):
             try:
                 # Controllers create pods through admission, like any client.
                 admission.namespace_lifecycle(self.store, PODS, ns)
-                admission.pod_security(self.store, pod)
+                if self.cluster.pod_security_admission:
+                    admission.pod_security(self.store, pod)
             except ApiError as err:
                 self.events.record(rs, "Warning", "FailedCreate",
                                    f"Error creating: {err.message}", "replicaset-controller")

@@ -197,6 +197,11 @@ class Kubelet(Controller):
         vol_id = (pv["spec"].get("csi") or {}).get("volumeHandle") or \
             (pv["spec"].get("awsElasticBlockStore") or {}).get("volumeID", "").rsplit("/", 1)[-1]
         volume = self.cluster.workloads.volumes.get(vol_id) if vol_id else None
+        if volume is not None and node_os == "windows" and volume.formatted_fs and \
+                "volume-loses-data" in self.cluster.scenarios:
+            # A broken node plugin formats the disk on every mount, not only a blank one.
+            await self.cluster.clock.spend("ntfs_format")
+            volume.format("NTFS")
         if volume is not None and node_os == "windows" and not volume.formatted_fs:
             await self.cluster.clock.spend("ntfs_format")
             volume.formatted_fs = "NTFS"

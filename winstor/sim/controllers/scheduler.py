@@ -54,6 +54,14 @@ def _ready(node: dict) -> bool:
                for c in node.get("status", {}).get("conditions", []))
 
 
+def _not_ready_taint(node: dict) -> str:
+    """The taint the node lifecycle controller puts on a node that is not Ready:
+    `unreachable` when its kubelet stopped reporting (Ready Unknown), else `not-ready`."""
+    unknown = any(c["type"] == "Ready" and c["status"] == "Unknown"
+                  for c in node.get("status", {}).get("conditions", []))
+    return "node.kubernetes.io/unreachable" if unknown else "node.kubernetes.io/not-ready"
+
+
 class Scheduler(Controller):
     def reconcile(self) -> None:
         nodes = list(self.store.iter(NODES))
@@ -92,7 +100,7 @@ class Scheduler(Controller):
             labels = node["metadata"].get("labels") or {}
             if not _ready(node) or node["spec"].get("unschedulable"):
                 reasons["node(s) were unschedulable" if node["spec"].get("unschedulable")
-                        else "node(s) had untolerated taint {node.kubernetes.io/not-ready: }"] += 1
+                        else f"node(s) had untolerated taint {{{_not_ready_taint(node)}: }}"] += 1
                 continue
             selector = spec.get("nodeSelector") or {}
             if any(labels.get(k) != v for k, v in selector.items()) or not \

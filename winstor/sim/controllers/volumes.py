@@ -101,6 +101,11 @@ class Volumes(Controller):
                 a["volume.kubernetes.io/storage-provisioner"] = driver
             self.store.mutate(PVCS, ns, name, annotate)
         node_name = annotations.get(SELECTED_NODE)
+        if sc.get("volumeBindingMode") == "WaitForFirstConsumer" and not node_name and \
+                driver == EBS and "binds-before-consumer" in self.cluster.scenarios:
+            # A provisioner that ignores the binding mode provisions at once; it lands
+            # in the zone the workloads can still reach, so only the wait is broken.
+            node_name = self._eager_node()
         if sc.get("volumeBindingMode") == "WaitForFirstConsumer" and not node_name:
             self._event_once(pvc, "Normal", "WaitForFirstConsumer",
                              "waiting for first consumer to be created before binding",
@@ -118,6 +123,22 @@ class Volumes(Controller):
             return
         self.manager.spawn(f"provision:{meta['uid']}", self._provision_task(
             pvc, sc, driver, node_name))
+
+    def _eager_node(self) -> str | None:
+        """binds-before-consumer: the first Ready Windows node of the workloads' build -
+        ltsc2019 where labelled so, else the most common label (as the suite picks)."""
+        def ready(n: dict) -> bool:
+            return any(c["type"] == "Ready" and c["status"] == "True"
+                       for c in (n.get("status") or {}).get("conditions") or [])
+        windows = sorted((n for n in self.store.iter(NODES) if ready(n) and (
+            n["metadata"].get("labels") or {}).get("kubernetes.io/os") == "windows"),
+            key=lambda n: n["metadata"]["name"])
+        builds = [(n["metadata"].get("labels") or {}).get("node.kubernetes.io/windows-build")
+                  for n in windows]
+        build = "10.0.17763" if "10.0.17763" in builds else max(
+            sorted(set(builds), key=str), key=builds.count, default=None)
+        node = next((n for n, b in zip(windows, builds, strict=True) if b == build), None)
+        return node["metadata"]["name"] if node else None
 
     async def _provision_task(self, pvc: dict, sc: dict, driver: str,
                               node_name: str | None) -> None:
@@ -149,6 +170,8 @@ class Volumes(Controller):
                            "local.path.provisioner/selected-node": node_name or ""}
         else:
             vtype = params.get("type") or ("gp2" if sc["provisioner"] == INTREE_EBS else "gp3")
+            if "ebs-wrong-type" in self.cluster.scenarios:
+                vtype = "gp2" if vtype == "gp3" else "gp3"  # the class's type is ignored
             # Migrated in-tree classes are provisioned by the CSI driver: its tags.
             tags = csi_volume_tags(pv_name, name, ns)
             await self.cluster.clock.spend("ebs_create")
