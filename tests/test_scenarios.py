@@ -28,7 +28,9 @@ EXPECTED: dict[str, dict[str, str]] = {
         **dict.fromkeys(EBS_WORKLOAD | {
             "NODES-BUILD-01", "CSIPROXY-PIPES-01", "CSIPROXY-SVC-01", "CSIPROXY-VER-01",
             "SMB-MAP-01", "SMB-POD-01", "SMB-SHARED-01", "FSX-AWS-01"},
-            "untolerated taint {node.kubernetes.io/unreachable"),
+            # The wait's own verdict on FailedScheduling, not a timeout - node probe
+            # waits included, which judge one container and once waited out the clock.
+            "cannot happen: no node can run the pod"),
     },
     "two-default-classes": {"SC-DEFAULT-01": "has 2 default StorageClasses (gp2, gp3)"},
     "pod-security-off": {"SMB-PSA-01": "yet a hostPath pod was admitted"},
@@ -147,3 +149,19 @@ def test_failures_are_reported_when_the_cluster_shows_them(tmp_path: Path) -> No
     assert order.index("SMB-POD-01") < order.index("EBS-BIND-01"), order
     assert order.index("SMB-SHARED-01") < order.index("EBS-BIND-01"), order
     assert sorted(order) == sorted(outcomes), order  # each check reported once
+
+
+def test_one_container_waits_end_on_the_schedulers_verdict_only() -> None:
+    """A wait for one container of several must not end on kubelet events (they may be
+    about a sibling), but a pod no node can run never runs any container."""
+    from winstor.waits import scheduling_terminal_event
+    unschedulable = {"type": "Warning", "reason": "FailedScheduling",
+                     "message": "0/3 nodes are available: 2 node(s) had untolerated taint "
+                                "{node.kubernetes.io/unreachable: }. preemption: ..."}
+    booting = {**unschedulable, "message": "0/3 nodes are available: 3 node(s) had "
+                                           "untolerated taint {node.kubernetes.io/not-ready: }"}
+    sibling_pull = {"type": "Warning", "reason": "Failed",
+                    "message": 'Error: ImagePullBackOff (container "prepull")'}
+    assert scheduling_terminal_event(unschedulable) == "no node can run the pod"
+    assert scheduling_terminal_event(booting) is None  # a node still joining may come
+    assert scheduling_terminal_event(sibling_pull) is None
