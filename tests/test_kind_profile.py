@@ -141,15 +141,31 @@ def test_kind_manifests_carry_no_windows_assumptions() -> None:
     assert node_probe["spec"]["volumes"][0]["hostPath"]["path"] == profiles.NODE_DIR
 
 
-def test_eks_manifests_are_the_seeds() -> None:
-    labels = {"winstor.io/run": "r1"}
-    dep = manifests.deployment("ns", labels, "mcr.microsoft.com/windows/servercore:ltsc2019",
-                               "10.0.17763")
-    seed = manifests.load("deployment-windows-server.yaml")
-    assert dep["spec"]["template"]["spec"]["containers"] == \
-        seed["spec"]["template"]["spec"]["containers"]
-    assert dep["spec"]["template"]["spec"]["nodeSelector"] == {
-        "kubernetes.io/os": "windows", "node.kubernetes.io/windows-build": "10.0.17763"}
+def test_eks_workload_keeps_what_the_seed_specifies() -> None:
+    """The eks profile's Deployment against the seed as a person applies it
+    (tests/data/seed.yaml): image, pull policy, C:\\data on the claim and the node
+    selector are the seed's; names and the keep-alive command (servercore's cmd.exe
+    exits at once without a console) are winstor's own. Another build moves the image
+    and the build label together."""
+    seed = next(d for d in yaml.safe_load_all((ROOT / "tests/data/seed.yaml").read_text())
+                if d and d["kind"] == "Deployment")
+    seed_pod = seed["spec"]["template"]["spec"]
+    pod = manifests.deployment("ns", {"winstor.io/run": "r1"},
+                               "mcr.microsoft.com/windows/servercore:ltsc2019",
+                               "10.0.17763")["spec"]["template"]["spec"]
+    (want,), (got,) = seed_pod["containers"], pod["containers"]
+    assert (got["image"], got["imagePullPolicy"]) == (want["image"], want["imagePullPolicy"])
+    assert [m["mountPath"] for m in got["volumeMounts"]] == \
+        [m["mountPath"] for m in want["volumeMounts"]] == ["C:\\data"]
+
+    def claims(spec: dict) -> list[str]:
+        return [v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"]]
+    assert claims(pod) == claims(seed_pod) == ["ebs-windows-pv-claim"]
+    assert pod["nodeSelector"] == seed_pod["nodeSelector"]
+    ltsc2022 = manifests.deployment("ns", {}, "mcr.microsoft.com/windows/servercore:ltsc2022",
+                                    "10.0.20348")["spec"]["template"]["spec"]
+    assert ltsc2022["containers"][0]["image"] == "mcr.microsoft.com/windows/servercore:ltsc2022"
+    assert ltsc2022["nodeSelector"]["node.kubernetes.io/windows-build"] == "10.0.20348"
 
 
 def test_profile_maps_the_seed_paths() -> None:
