@@ -62,10 +62,10 @@ def test_endpoint_comes_from_the_environment(session: boto3.Session,
 
 def test_one_client_per_session_and_service(session: boto3.Session) -> None:
     # Making a client loads its service model; the facts ask for one per node and volume.
-    ec2 = awsfacts._client(session, "ec2")
-    assert awsfacts._client(session, "ec2") is ec2
-    assert awsfacts._client(session, "fsx") is not ec2
-    assert awsfacts._client(make_session(), "ec2") is not ec2
+    ec2 = awsfacts.client(session, "ec2")
+    assert awsfacts.client(session, "ec2") is ec2
+    assert awsfacts.client(session, "fsx") is not ec2
+    assert awsfacts.client(make_session(), "ec2") is not ec2
 
 
 def test_make_session_without_region(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
@@ -198,7 +198,7 @@ def _stubbed(monkeypatch: pytest.MonkeyPatch) -> tuple[boto3.Session, Stubber]:
     session = boto3.Session(region_name="us-west-2", aws_access_key_id="a",
                             aws_secret_access_key="b")
     client = session.client("ec2", endpoint_url="http://127.0.0.1:9")
-    monkeypatch.setattr(awsfacts, "_client", lambda _session, _service: client)
+    monkeypatch.setattr(awsfacts, "client", lambda _session, _service: client)
     return session, Stubber(client)
 
 

@@ -70,6 +70,13 @@ EXPECTED: dict[str, dict[str, str]] = {
     "volume-loses-data": {"EBS-PERSIST-01": "is gone in replacement pod"},
     "ebs-wrong-type": {"EBS-VOLUME-01": "type gp3, not gp2"},
     "binds-before-consumer": {"EBS-CLAIM-01": "was Bound before any pod used it"},
+    "ebs-fstype-ignored": {"EBS-BIND-01": "has fsType 'ext4', not ntfs"},
+    # Nothing at C:\data: the marker cannot be written either, so persistence fails too.
+    "claim-not-mounted": {
+        "EBS-MOUNT-01": "has no 'data' entry; the claim is not mounted at C:\\data",
+        "EBS-PERSIST-01": "Could not find a part of the path 'C:\\data\\winstor-marker.txt'",
+    },
+    "volumes-retained": {"EBS-CLEANUP-01": "still exists (available) after its claim"},
     "intree-without-csi-driver": {
         "SC-MIGRATION-01": "no CSIDriver ebs.csi.aws.com is installed",
         **dict.fromkeys(EBS_WORKLOAD, "not installed (no CSIDriver ebs.csi.aws.com)"),

@@ -175,7 +175,7 @@ _clients: weakref.WeakKeyDictionary[boto3.Session, dict[str, Any]] = weakref.Wea
 _clients_lock = threading.Lock()
 
 
-def _client(session: boto3.Session, service: str) -> Any:
+def client(session: boto3.Session, service: str) -> Any:
     """One client per session and service. Making a client loads and checks the service's
     model, tenths of a second each time, and a run asks for facts per node, volume and
     check; clients are thread-safe, sessions are not, hence the lock."""
@@ -332,7 +332,7 @@ def instance_facts(session: boto3.Session,
     ids = list(dict.fromkeys(i for i in instance_ids if i))
     if not ids:
         return {}
-    ec2 = _client(session, "ec2")
+    ec2 = client(session, "ec2")
     instances = _describe_instances(ec2, ids)
     images = _describe_images(ec2, {i.get("ImageId") for i in instances.values()} - {None})
     result: dict[str, InstanceFacts] = {}
@@ -415,7 +415,7 @@ def _describe_images(ec2: Any, ami_ids: set[str]) -> dict[str, dict[str, Any]]:
 
 def volume_facts(session: boto3.Session, volume_id: str) -> VolumeFacts | None:
     """The EBS volume's facts, or None if it does not exist (e.g. deleted after cleanup)."""
-    ec2 = _client(session, "ec2")
+    ec2 = client(session, "ec2")
     try:
         volumes = _read(ec2.describe_volumes, VolumeIds=[volume_id]).get("Volumes", [])
     except ClientError as exc:
@@ -441,7 +441,7 @@ def volume_facts(session: boto3.Session, volume_id: str) -> VolumeFacts | None:
 
 def fsx_windows_file_systems(session: boto3.Session) -> list[FsxFacts]:
     """Every FSx for Windows File Server file system in the session's account and region."""
-    fsx = _client(session, "fsx")
+    fsx = client(session, "fsx")
     result: list[FsxFacts] = []
     for page in _pages(fsx.describe_file_systems):
         for fs in page.get("FileSystems", []):
@@ -471,7 +471,7 @@ def fsx_windows_file_systems(session: boto3.Session) -> list[FsxFacts]:
 def find_tagged_volumes(session: boto3.Session, tag_key: str,
                         tag_value: str | None = None) -> list[str]:
     """Ids of volumes carrying ``tag_key`` (with ``tag_value`` if given): leak checks, janitor."""
-    ec2 = _client(session, "ec2")
+    ec2 = client(session, "ec2")
     if tag_value is None:
         filters = [{"Name": "tag-key", "Values": [tag_key]}]
     else:

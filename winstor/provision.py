@@ -370,3 +370,40 @@ def delete_claim_and_volume(cluster: Cluster, namespace: str, claim: str) -> str
                   timeout=cluster.timeouts.pv_delete)
     return pv_name
 
+
+
+def remove_claim_leftovers(cluster: Cluster, namespace: str, claim: str) -> list[str]:
+    """Once claim `namespace/claim` is gone, remove what its reclaim left behind: a
+    persistent volume still naming it (Released, as under reclaimPolicy Retain) and the
+    EBS volumes the CSI driver tagged for it (`kubernetes.io/created-for/pvc/namespace`
+    and `.../name`: the run's own namespace) that still exist. Returns one line per
+    object removed; raises (one line) for one that stays. Nothing while the claim exists."""
+    api = cluster.api
+    if api.get_or_none(PVCS, claim, namespace) is not None:
+        return []
+    done: list[str] = []
+    for pv in api.items(PVS):
+        ref = pv["spec"].get("claimRef") or {}
+        if (ref.get("namespace"), ref.get("name")) != (namespace, claim):
+            continue
+        name = pv["metadata"]["name"]
+        api.delete(PVS, name)
+        wait_gone(api, PVS, name, None, what=f"persistent volume {name} to be deleted",
+                  timeout=cluster.timeouts.pv_delete)
+        done.append(f"persistent volume {name} of claim {namespace}/{claim} outlived its "
+                    "claim; deleted")
+    session = cluster.aws_session()
+    if session is None:
+        return done
+    from . import awsfacts, sweepaws  # boto3: loaded only when AWS is used
+    for volume_id in awsfacts.find_tagged_volumes(session, sweepaws.PVC_NAMESPACE_TAG,
+                                                  namespace):
+        facts = awsfacts.volume_facts(session, volume_id)
+        if facts is None or facts.state in ("deleting", "deleted") or \
+                facts.tags.get("kubernetes.io/created-for/pvc/name") != claim:
+            continue
+        ec2 = awsfacts.client(session, "ec2")
+        what = sweepaws.remove_volume(ec2, {"VolumeId": volume_id}, cluster.timeouts.pv_delete)
+        done.append(f"EBS volume {volume_id} of claim {namespace}/{claim} outlived its claim "
+                    f"({facts.state}); {what}")
+    return done

@@ -159,7 +159,9 @@ class Workloads:
             if "persistentVolumeClaim" in source:
                 vol = self.volume_for_claim(pod["metadata"]["namespace"],
                                             source["persistentVolumeClaim"]["claimName"])
-                if vol is not None:
+                if vol is not None and "claim-not-mounted" not in self.cluster.scenarios:
+                    # claim-not-mounted: the node plugin reports the mount done without
+                    # mounting, so the container has nothing at mount_path.
                     mounts.append(windows.Mount(mount_path, vol.fs, "", read_only))
             elif "hostPath" in source:
                 try:

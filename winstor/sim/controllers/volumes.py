@@ -159,6 +159,8 @@ class Volumes(Controller):
         params = sc.get("parameters") or {}
         fs_type = params.get("csi.storage.k8s.io/fstype") or params.get("fsType") or \
             params.get("fstype") or "ext4"
+        if driver == EBS and "ebs-fstype-ignored" in self.cluster.scenarios:
+            fs_type = "ext4"  # the class's fsType is ignored; the Windows node formats NTFS
         access = pvc["spec"].get("accessModes") or ["ReadWriteOnce"]
         if driver == LOCAL_PATH:
             volume_id = pv_name
@@ -282,6 +284,9 @@ class Volumes(Controller):
                   for va in self.store.iter(ATTACHMENTS)):
             await asyncio.sleep(0.02)  # EC2 refuses to delete an attached volume
         volume_id = volume_id_of(pv) if backing else None
+        if volume_id and "volumes-retained" in self.cluster.scenarios:
+            # DeleteVolume answers success without an EC2 call: the PV goes, the disk stays.
+            volume_id = None
         if volume_id and ("awsElasticBlockStore" in pv["spec"] or "csi" in pv["spec"]):
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, self.cluster.aws.delete_volume, volume_id)
