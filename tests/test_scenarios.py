@@ -76,7 +76,6 @@ EXPECTED: dict[str, dict[str, str]] = {
         "EBS-MOUNT-01": "has no 'data' entry; the claim is not mounted at C:\\data",
         "EBS-PERSIST-01": "Could not find a part of the path 'C:\\data\\winstor-marker.txt'",
     },
-    "volumes-retained": {"EBS-CLEANUP-01": "still exists (available) after its claim"},
     "intree-without-csi-driver": {
         "SC-MIGRATION-01": "no CSIDriver ebs.csi.aws.com is installed",
         **dict.fromkeys(EBS_WORKLOAD, "not installed (no CSIDriver ebs.csi.aws.com)"),

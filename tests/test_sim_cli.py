@@ -20,8 +20,7 @@ SCENARIOS = {"no-csi-proxy", "smb-mapping-missing", "image-pull-fails", "ebs-att
              "wrong-windows-build", "intree-without-csi-driver", "flaky-api",
              "no-windows-nodes", "windows-nodes-not-ready", "two-default-classes",
              "pod-security-off", "volume-loses-data", "ebs-wrong-type", "binds-before-consumer",
-             "share-not-shared", "share-read-only", "ebs-fstype-ignored", "claim-not-mounted",
-             "volumes-retained"}
+             "share-not-shared", "share-read-only", "ebs-fstype-ignored", "claim-not-mounted"}
 
 
 def winstor(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

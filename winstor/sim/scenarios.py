@@ -45,9 +45,6 @@ SCENARIOS: dict[str, str] = {
     "claim-not-mounted": "The EBS CSI Windows node plugin reports NodePublishVolume done "
                          "without mounting: the volume is attached, but the container has "
                          "nothing at its mount path (no C:\\data).",
-    "volumes-retained": "The EBS CSI controller's DeleteVolume reports success without "
-                        "deleting the EC2 volume: persistent volumes go, their EBS volumes "
-                        "stay behind (available).",
     "flaky-api": "The API server throttles (429 + Retry-After), fails (5xx), drops watches "
                  "every few seconds and refuses some exec handshakes.",
     "share-not-shared": "Each Windows node maps G: to a share of its own on the FSx server "
@@ -65,7 +62,7 @@ EKS_ONLY = frozenset({
     "volume-loses-data", "ebs-wrong-type", "binds-before-consumer", "no-csi-proxy",
     "wrong-windows-build", "intree-without-csi-driver", "ebs-attach-fails",
     "windows-nodes-not-ready", "two-default-classes", "share-not-shared", "share-read-only",
-    "ebs-fstype-ignored", "claim-not-mounted", "volumes-retained"})
+    "ebs-fstype-ignored", "claim-not-mounted"})
 
 
 @dataclass(frozen=True)
