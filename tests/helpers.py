@@ -43,7 +43,9 @@ def parse_junit(path: Path) -> tuple[dict[str, str], dict[str, str], dict[str, f
         outcome = "passed"
         for child in case:
             if child.tag in ("failure", "error"):
-                outcome = "failed"
+                # Kept apart: an error (a fixture or teardown failed) is not a check's
+                # failed verdict, and a test expecting one must not accept the other.
+                outcome = "failed" if child.tag == "failure" else "error"
                 messages[key] = (child.get("message") or "") + "\n" + (child.text or "")
             elif child.tag == "skipped":
                 outcome = "skipped"

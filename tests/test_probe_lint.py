@@ -14,6 +14,7 @@ twin's keys against the keys the probe's own `[ordered]@{}` blocks define.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -25,9 +26,6 @@ import pytest
 from winstor import probes
 from winstor.sim import powershell, twins
 from winstor.sim.windows import ContainerView, SmbShare, Volume, WindowsNode
-
-ts = pytest.importorskip("tree_sitter")
-tsp = pytest.importorskip("tree_sitter_powershell")
 
 PROBE_FILES = sorted(probes.PROBES_DIR.glob("*.ps1"))
 
@@ -45,7 +43,13 @@ class Finding:
         return f"{self.line}:{self.column}: [{self.rule}] {self.message}"
 
 
-_PARSER = ts.Parser(ts.Language(tsp.language()))
+@functools.cache
+def _parser() -> Any:
+    """The PowerShell grammar, an optional extra: only the tests that lint (all go
+    through `lint`) are skipped without it, not the runner and twin tests."""
+    ts = pytest.importorskip("tree_sitter")
+    tsp = pytest.importorskip("tree_sitter_powershell")
+    return ts.Parser(ts.Language(tsp.language()))
 
 # Parameters that exist only in PowerShell 6+/7 (5.1 rejects them).
 _PS7_PARAMETERS = ("parallel", "asbytestream", "ashashtable", "asarray", "enumsasstrings")
@@ -83,7 +87,7 @@ def lint(text: str, name: str | None = None) -> list[Finding]:
     """Findings for one probe (or snippet); an empty list means it is fit for 5.1."""
     findings: list[Finding] = []
     source = text.encode("utf-8")
-    tree = _PARSER.parse(source)
+    tree = _parser().parse(source)
     root = tree.root_node
 
     if name is not None:

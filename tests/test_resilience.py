@@ -41,19 +41,28 @@ def _despite_faults(fn: Any, attempts: int = 8) -> Any:
 def test_two_runs_on_one_cluster_at_once(sim_factory, tmp_path: Path) -> None:
     sim = sim_factory(1, [])
     results: dict[str, RunResult] = {}
+    errors: dict[str, BaseException] = {}
 
     def run(name: str) -> None:
-        work = tmp_path / name
-        work.mkdir()
-        results[name] = run_suite([f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1"],
-                                  work, env=sim.aws_env)
+        try:
+            work = tmp_path / name
+            work.mkdir()
+            results[name] = run_suite([f"--kubeconfig={sim.kubeconfig}", "--context",
+                                       "sim-1"], work, env=sim.aws_env)
+        except BaseException as err:  # a thread's exception is otherwise only printed
+            errors[name] = err
 
     threads = [threading.Thread(target=run, args=(n,)) for n in ("a", "b")]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    for name, err in errors.items():
+        raise AssertionError(f"run {name} raised {err!r}") from err
+    assert set(results) == {"a", "b"}
     for name, result in results.items():
         assert result.code == 0, f"run {name}:\n{result.output[-3000:]}"
-        assert set(result.outcomes.values()) == {"passed"}
+        # Every check ran and passed in both runs, not merely "no check failed".
+        assert result.outcomes == {f"sim-1:{c}": "passed" for c in ALL}, \
+            f"run {name}:\n{result.output[-3000:]}"
     assert leftovers(sim) == []

@@ -65,13 +65,101 @@ def test_idempotent_reads_retry_a_bounded_number_of_times(throttled: Api, caplog
     assert sum("retrying after transient error" in r.message for r in caplog.records) == 7
 
 
-def test_a_create_is_retried_but_never_duplicated(throttled: Api) -> None:
+def test_a_create_is_retried_a_bounded_number_of_times(throttled: Api) -> None:
+    """A create that meets only transient errors is retried like a read, eight tries
+    in all, and then the error is reported. (Adoption of an earlier success is
+    `test_a_retried_create_adopts_its_own_lost_success` below.)"""
     body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}
-    with pytest.raises(KubeError):
+    with pytest.raises(KubeError) as exc:
         throttled.create(NAMESPACES, body)
-    # Retried like a read; a retry finding its own earlier success adopts it
-    # (AlreadyExists with this run's label) instead of creating twice.
+    assert exc.value.status == 429
     assert _Throttling.calls == ["POST"] * 8
+
+
+class _LostCreate(BaseHTTPRequestHandler):
+    """A namespace store whose first POST is answered 503: with `commit_first` the
+    object is stored all the same (the answer, not the create, was lost)."""
+
+    store: dict[str, dict] = {}
+    calls: list[str] = []
+    commit_first = True
+
+    def _send(self, code: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _status(self, code: int, reason: str, message: str) -> None:
+        self._send(code, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                          "reason": reason, "code": code, "message": message})
+
+    def do_POST(self) -> None:
+        cls = type(self)
+        cls.calls.append("POST")
+        obj = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        name = obj["metadata"]["name"]
+        first = cls.calls.count("POST") == 1
+        if first:
+            if cls.commit_first:
+                cls.store[name] = {**obj, "metadata": {**obj["metadata"], "uid": "u1"}}
+            self._status(503, "ServiceUnavailable", "etcd leader changed")
+        elif name in cls.store:
+            self._status(409, "AlreadyExists", f'namespaces "{name}" already exists')
+        else:
+            cls.store[name] = obj
+            self._send(201, obj)
+
+    def do_GET(self) -> None:
+        cls = type(self)
+        cls.calls.append("GET")
+        name = self.path.split("?")[0].rsplit("/", 1)[-1]
+        if name in cls.store:
+            self._send(200, cls.store[name])
+        else:
+            self._status(404, "NotFound", f'namespaces "{name}" not found')
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def lost_create(tmp_path: Path) -> Iterator[Api]:
+    _LostCreate.store, _LostCreate.calls, _LostCreate.commit_first = {}, [], True
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _LostCreate)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield _api_for(tmp_path, f"http://127.0.0.1:{server.server_address[1]}")
+    server.shutdown()
+
+
+def _ns(run: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "x", "labels": {"winstor.io/run": run}}}
+
+
+def test_a_retried_create_adopts_its_own_lost_success(lost_create: Api) -> None:
+    """The first POST got through but its answer was lost (503); the retry meets
+    409 AlreadyExists, and the object there carries this run's label: it is this
+    run's own, so `create` returns it instead of failing or creating twice."""
+    got = lost_create.create(NAMESPACES, _ns("r1"))
+    assert got["metadata"]["uid"] == "u1"
+    assert got["metadata"]["labels"] == {"winstor.io/run": "r1"}
+    assert _LostCreate.calls == ["POST", "POST", "GET"]
+    assert list(_LostCreate.store) == ["x"]
+
+
+def test_a_retried_create_does_not_adopt_another_runs_object(lost_create: Api) -> None:
+    """The same 409 on a retry, but the object there is another run's: it is not
+    adopted, the conflict is reported."""
+    _LostCreate.commit_first = False
+    _LostCreate.store["x"] = _ns("someone-else")
+    with pytest.raises(KubeError) as exc:
+        lost_create.create(NAMESPACES, _ns("r1"))
+    assert exc.value.status == 409 and exc.value.reason == "AlreadyExists"
+    assert _LostCreate.calls == ["POST", "POST", "GET"]
+    assert _LostCreate.store["x"]["metadata"]["labels"] == {"winstor.io/run": "someone-else"}
 
 
 def test_a_dry_run_create_is_retried(throttled: Api) -> None:

@@ -174,7 +174,12 @@ def test_rwo_volume_multi_attach_error_across_nodes(apis) -> None:
                                       name="d", persistent_volume_claim=client.
                                       V1PersistentVolumeClaimVolumeSource(claim_name="rwo"))])))
     eventually(lambda: v1.read_namespaced_pod("user-0", "fid-rwo").status.phase == "Running")
-    # Same node: RWO allows it. Now a pod pinned to a node in another zone is
+    # Same node: RWO allows it - the second pod starts too, next to the first.
+    eventually(lambda: v1.read_namespaced_pod("user-1", "fid-rwo").status.phase == "Running")
+    placed = {p: v1.read_namespaced_pod(p, "fid-rwo").spec.node_name
+              for p in ("user-0", "user-1")}
+    assert placed == {"user-0": same_zone[0], "user-1": same_zone[0]}
+    # Now a pod pinned to a node in another zone is
     # refused by the scheduler, because the volume lives in one zone.
     other = [n for n in nodes if n not in same_zone]
     v1.create_namespaced_pod("fid-rwo", client.V1Pod(
