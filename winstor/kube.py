@@ -70,11 +70,15 @@ def _retry_after(state: RetryCallState) -> float:
     return min(0.1 * 2 ** (state.attempt_number - 1), 2.0)
 
 
+def answered_transient(exc: BaseException) -> bool:
+    """A 429 or a 5xx: the server is there and asks for another try."""
+    return isinstance(exc, KubeError) and exc.status in TRANSIENT
+
+
 def is_transient(exc: BaseException) -> bool:
     """A 429, a 5xx or a dropped connection: worth another try of an idempotent call."""
-    if isinstance(exc, KubeError):
-        return exc.status in TRANSIENT
-    return isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError))
+    return answered_transient(exc) or isinstance(
+        exc, (urllib3.exceptions.HTTPError, ConnectionError))
 
 
 def _log_retry(state: RetryCallState) -> None:
@@ -90,11 +94,6 @@ transient_retry = retry(
     before_sleep=_log_retry,
     reraise=True,
 )
-
-
-def answered_transient(exc: BaseException) -> bool:
-    """A 429 or a 5xx: the server is there and asks for another try."""
-    return isinstance(exc, KubeError) and exc.status in TRANSIENT
 
 
 # For the first request to a cluster: a server that answers 429 or 5xx is tried again,

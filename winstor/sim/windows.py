@@ -798,26 +798,23 @@ class ViewFiles:
     def full_path(self, path: str) -> str:
         raise NotImplementedError
 
-    def exists(self, path: str) -> bool:
+    def _test(self, path: str, question: str) -> bool:
+        """`question` (exists, is_dir, is_file) asked of the filesystem `path` resolves
+        to; a path that does not resolve answers False, as the tests in Windows do."""
         try:
             fs, rel, _ = self.resolve(path)
         except WinError:
             return False
-        return bool(fs.exists(rel))
+        return bool(getattr(fs, question)(rel))
+
+    def exists(self, path: str) -> bool:
+        return self._test(path, "exists")
 
     def is_dir(self, path: str) -> bool:
-        try:
-            fs, rel, _ = self.resolve(path)
-        except WinError:
-            return False
-        return bool(fs.is_dir(rel))
+        return self._test(path, "is_dir")
 
     def is_file(self, path: str) -> bool:
-        try:
-            fs, rel, _ = self.resolve(path)
-        except WinError:
-            return False
-        return bool(fs.is_file(rel))
+        return self._test(path, "is_file")
 
     def stat(self, path: str) -> Entry:
         fs, rel, _ = self._resolve_shown(path)
