@@ -30,6 +30,7 @@ from .kube import (
     KubeError,
     Resource,
     is_transient,
+    log_retry,
 )
 from .redact import Redactor
 from .waits import WaitFailed, describe_event
@@ -118,7 +119,8 @@ class Collector:
         of the very failure it may have caused."""
         for attempt in Retrying(retry=retry_if_exception(is_transient), reraise=True,
                                 stop=stop_after_attempt(READ_ATTEMPTS),
-                                wait=wait_exponential(multiplier=0.1, max=1)):
+                                wait=wait_exponential(multiplier=0.1, max=1),
+                                before_sleep=log_retry):
             with attempt:
                 if time.monotonic() > self.deadline:
                     raise TimeoutError("diagnostics time budget spent")

@@ -81,7 +81,8 @@ def is_transient(exc: BaseException) -> bool:
         exc, (urllib3.exceptions.HTTPError, ConnectionError))
 
 
-def _log_retry(state: RetryCallState) -> None:
+def log_retry(state: RetryCallState) -> None:
+    """tenacity's before_sleep for API retries: logged and counted (`Api.retries_total`)."""
     exc = state.outcome.exception() if state.outcome else None
     log.warning("retrying after transient error (attempt %d): %s", state.attempt_number, exc)
     Api.retries_total += 1
@@ -91,7 +92,7 @@ transient_retry = retry(
     retry=retry_if_exception(is_transient),
     wait=_retry_after,
     stop=stop_after_attempt(8) | stop_after_delay(60),
-    before_sleep=_log_retry,
+    before_sleep=log_retry,
     reraise=True,
 )
 
@@ -103,7 +104,7 @@ first_contact_retry = retry(
     retry=retry_if_exception(answered_transient),
     wait=_retry_after,
     stop=stop_after_attempt(5) | stop_after_delay(15),
-    before_sleep=_log_retry,
+    before_sleep=log_retry,
     reraise=True,
 )
 
