@@ -1,11 +1,5 @@
-"""Loads winstor's fixtures; the plugin itself arrives through its entry point."""
+"""The checkout's root conftest: nothing to add.
 
-pytest_plugins = [
-    "fixtures.clusters",
-    "fixtures.namespaces",
-    "fixtures.storage",
-    "fixtures.workloads",
-    "fixtures.nodes",
-    "fixtures.aws",
-    "fixtures.headstart",
-]
+The suites' fixtures are loaded by `suites/conftest.py`, so that a wheel (where the
+suites are `winstor.suites`) has them too; the plugin arrives through its entry point.
+"""

@@ -35,11 +35,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from winstor.cli import positive_int
+from winstor.cli.args import positive_int
+from winstor.cluster.waits import POLL_INTERVAL_ENV, UPSTREAM_POLL_INTERVAL
 from winstor.config import Timeouts
-from winstor.launcher import LaunchError
 from winstor.sim.timing import EKS_LATENCY, MINIMUM_PARTS, minimum_critical_seconds
-from winstor.waits import POLL_INTERVAL_ENV, UPSTREAM_POLL_INTERVAL
+from winstor.targets.embedded import LaunchError
 
 from . import faults, polling, simspeed
 from .catalog import CatalogRun, run_catalog

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from winstor.kube import Api
-from winstor.launcher import SimProcess
+from winstor.cluster.kube import Api
+from winstor.targets.embedded import SimProcess
 
 from .eventlog import EventLog
 from .failclock import ENV as FAILCLOCK_ENV

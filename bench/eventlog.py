@@ -14,7 +14,7 @@ import threading
 from datetime import datetime
 from typing import Any
 
-from winstor.kube import EVENTS, Api
+from winstor.cluster.kube import EVENTS, Api
 
 
 def event_time(ev: dict) -> tuple[float | None, str]:

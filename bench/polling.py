@@ -1,6 +1,6 @@
 """The polling baseline: the same passing run with upstream-style polling waits.
 
-`WINSTOR_WAIT_STRATEGY=poll` (winstor/waits.py, benchmarks only) replaces
+`WINSTOR_WAIT_STRATEGY=poll` (winstor/cluster/waits.py, benchmarks only) replaces
 every watch-based wait by a GET every interval until the condition holds or
 the timeout passes. The upstream e2e framework polls every 2 s on a real
 cluster; on the embedded cluster the interval is scaled by the factor the
@@ -19,8 +19,8 @@ EKS's proportions, and every 0.2 s.
 
 from __future__ import annotations
 
+from winstor.cluster.waits import POLL_INTERVAL_ENV, UPSTREAM_POLL_INTERVAL
 from winstor.config import Timeouts
-from winstor.waits import POLL_INTERVAL_ENV, UPSTREAM_POLL_INTERVAL
 
 from .catalog import CatalogRun, run_catalog
 

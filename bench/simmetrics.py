@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from winstor.kube import Api
+from winstor.cluster.kube import Api
 
 SAMPLE = re.compile(r'^(?P<name>[A-Za-z_:][\w:]*)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$')
 LABEL = re.compile(r'(\w+)="([^"]*)"')

@@ -12,10 +12,10 @@ import statistics
 import time
 from typing import Any
 
-from winstor import execs
-from winstor.kube import PODS, Api
-from winstor.launcher import SimProcess
-from winstor.waits import pod_ready, wait_for
+from winstor.cluster import execs
+from winstor.cluster.kube import PODS, Api
+from winstor.cluster.waits import pod_ready, wait_for
+from winstor.targets.embedded import SimProcess
 
 
 def ready_seconds(clusters: int) -> float:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from winstor import awsfacts
-from winstor.checkkit import fail, probe
-from winstor.manifests import NODE_PROBE
-from winstor.outcome import Deferred
-from winstor.target import Cluster
+from winstor.aws import facts as awsfacts
+from winstor.cluster.checkkit import fail, probe
+from winstor.cluster.manifests import NODE_PROBE
+from winstor.cluster.outcome import Deferred
+from winstor.cluster.target import Cluster
 
 pytestmark = pytest.mark.csi_proxy
 

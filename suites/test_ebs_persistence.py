@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 
-from fixtures.workloads import Workload
-from winstor import awsfacts, provision
-from winstor.checkkit import fail, probe
-from winstor.kube import NODES, PODS, PVS
-from winstor.outcome import Deferred
-from winstor.target import Cluster
-from winstor.waits import WaitFailed, wait_gone
+from winstor.aws import facts as awsfacts
+from winstor.cluster import provision
+from winstor.cluster.checkkit import fail, probe
+from winstor.cluster.kube import NODES, PODS, PVS
+from winstor.cluster.outcome import Deferred
+from winstor.cluster.target import Cluster
+from winstor.cluster.waits import WaitFailed, wait_gone
+from winstor.fixtures.workloads import Workload
 
 pytestmark = pytest.mark.ebs
 
@@ -177,7 +178,7 @@ def test_volume_deleted_with_claim(cluster: Cluster, seed_workload: Deferred[Wor
     pv = _pv_of(cluster, w)
     volume_id = _volume_id(pv)
     name = w.deployment["metadata"]["name"]
-    from winstor.kube import DEPLOYMENTS
+    from winstor.cluster.kube import DEPLOYMENTS
     with cluster.phase("cleanup", "deployment, claim, volume"):
         cluster.api.delete(DEPLOYMENTS, name, w.namespace, propagation="Foreground")
         try:

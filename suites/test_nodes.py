@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from winstor import awsfacts
-from winstor.checkkit import fail, probe
-from winstor.manifests import NODE_PROBE
-from winstor.outcome import Deferred
-from winstor.target import Cluster
+from winstor.aws import facts as awsfacts
+from winstor.cluster.checkkit import fail, probe
+from winstor.cluster.manifests import NODE_PROBE
+from winstor.cluster.outcome import Deferred
+from winstor.cluster.target import Cluster
 
 pytestmark = pytest.mark.nodes
 

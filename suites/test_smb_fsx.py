@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from winstor import awsfacts
-from winstor.checkkit import fail, probe
-from winstor.kube import NAMESPACES, PODS, KubeError
-from winstor.manifests import NODE_PROBE
-from winstor.outcome import Deferred
-from winstor.target import Cluster
+from winstor.aws import facts as awsfacts
+from winstor.cluster.checkkit import fail, probe
+from winstor.cluster.kube import NAMESPACES, PODS, KubeError
+from winstor.cluster.manifests import NODE_PROBE
+from winstor.cluster.outcome import Deferred
+from winstor.cluster.target import Cluster
 
 pytestmark = [pytest.mark.smb]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from winstor import provision
-from winstor.checkkit import fail
-from winstor.kube import CSIDRIVERS, CSINODES, DAEMONSETS, STORAGECLASSES
-from winstor.target import Cluster
+from winstor.cluster import provision
+from winstor.cluster.checkkit import fail
+from winstor.cluster.kube import CSIDRIVERS, CSINODES, DAEMONSETS, STORAGECLASSES
+from winstor.cluster.target import Cluster
 
 pytestmark = pytest.mark.storageclass
 

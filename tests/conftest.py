@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from winstor.launcher import SimProcess
+from winstor.targets.embedded import SimProcess
 
 # A developer's `winstor kind up` must not redirect the self-tests' pytest runs
 # (a plain run follows those settings): point them at a directory that never exists.

@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 from kubernetes import client, config
 
-from winstor.launcher import SimProcess
+from winstor.targets.embedded import SimProcess
 
 MANAGED = "app.kubernetes.io/managed-by=winstor"
 

@@ -1,4 +1,4 @@
-"""winstor.awsfacts against a seeded moto backend, and its name parsing on its own."""
+"""winstor.aws.facts against a seeded moto backend, and its name parsing on its own."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from tenacity import wait_none
 
-from winstor import awsfacts
-from winstor.awsfacts import (
+from winstor.aws import facts as awsfacts
+from winstor.aws.facts import (
     expected_csi_proxy_version,
     find_tagged_volumes,
     fsx_windows_file_systems,

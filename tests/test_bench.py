@@ -21,9 +21,9 @@ import pytest
 from bench import faults
 from bench.catalog import ROOT, CatalogRun
 from bench.simmetrics import Costs, costs, parse, scrape
-from winstor import waits
+from winstor.cluster import waits
+from winstor.cluster.kube import EVENTS, PODS, Api
 from winstor.config import HOSTPROCESS_IMAGE, Timeouts
-from winstor.kube import EVENTS, PODS, Api
 from winstor.sim.timing import EKS_LATENCY, MINIMUM_PARTS, Clock, Union, minimum_critical_seconds
 
 SERVERCORE = "mcr.microsoft.com/windows/servercore:ltsc2019"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from test_reports import check_run_dir, minimal_doc, run_reported
 
-from winstor import bundle, results
+from winstor.reports import bundle, results
 
 
 def verify(path: Path) -> subprocess.CompletedProcess[str]:

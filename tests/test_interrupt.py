@@ -47,7 +47,7 @@ def test_second_sigint_stops_at_once_and_says_what_is_left(sim_factory,
                                                            tmp_path: Path) -> None:
     # A slower cluster (a tenth of EKS time) so that teardown is still going
     # when the second Ctrl-C arrives.
-    from winstor.launcher import SimProcess
+    from winstor.targets.embedded import SimProcess
     sim = SimProcess(1, [], time_scale=0.02)
     sim.start()
     try:

@@ -23,7 +23,7 @@ from kubernetes.client.rest import ApiException
 
 from helpers import ROOT
 from inspect_cluster import api_client, ec2
-from winstor.launcher import SimProcess
+from winstor.targets.embedded import SimProcess
 
 MANAGED = {"app.kubernetes.io/managed-by": "winstor", "winstor.io/cluster": "sim-1"}
 NS_TAG = "kubernetes.io/created-for/pvc/namespace"
@@ -312,7 +312,7 @@ def _kubeconfig(tmp_path: Path, context: str = "sim-1") -> Path:
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str], args: list[str],
                                           message: str) -> None:
-    from winstor.cli import main
+    from winstor.cli.main import main
 
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
@@ -326,7 +326,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, monkeypatch: pytest.Mo
 @pytest.mark.parametrize("content", [None, "clusters: [unclosed", "apiVersion: v1\n"])
 def test_unusable_kubeconfig_is_one_line_and_exit_2(tmp_path: Path, content: str | None,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    from winstor.cli import main
+    from winstor.cli.main import main
 
     kubeconfig = tmp_path / "kubeconfig"
     if content is not None:

@@ -26,8 +26,9 @@ import pytest
 import yaml
 
 from helpers import ROOT, eventually, run_suite
-from winstor import checkkit, execs, kindconfig, manifests, probes, profiles
-from winstor.cli import build_parser
+from winstor.cli.main import build_parser
+from winstor.cluster import checkkit, execs, manifests, probes
+from winstor.targets import kindconfig, profiles
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 

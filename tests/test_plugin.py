@@ -12,12 +12,12 @@ import pytest
 from helpers import ROOT
 
 NO_SIM = '''
-import winstor.launcher
+import winstor.targets.embedded
 
 def _refuse(self, timeout=60.0):
     raise AssertionError("the embedded cluster must not be started here")
 
-winstor.launcher.SimProcess.start = _refuse
+winstor.targets.embedded.SimProcess.start = _refuse
 '''
 
 

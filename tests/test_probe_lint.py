@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from winstor import probes
+from winstor.cluster import probes
 from winstor.sim import powershell, twins
 from winstor.sim.windows import ContainerView, SmbShare, Volume, WindowsNode
 
@@ -583,7 +583,7 @@ def test_probe_runner_does_not_import_the_sim() -> None:
     import sys
 
     code = (
-        "import sys, winstor.probes\n"
+        "import sys, winstor.cluster.probes\n"
         "sys.exit(any(m.startswith('winstor.sim') for m in sys.modules))"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

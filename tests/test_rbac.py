@@ -27,12 +27,12 @@ from kubernetes import client, config, utils
 from helpers import ROOT, run_suite
 from inspect_cluster import leftovers
 from test_scenarios import ALL
-from winstor.launcher import SimProcess
 from winstor.sim import rbac
 from winstor.sim.errors import ApiError
 from winstor.sim.kinds import kind_of
 from winstor.sim.store import Store
 from winstor.sim.tokens import TokenIssuer
+from winstor.targets.embedded import SimProcess
 
 KUBECTL = shutil.which("kubectl")
 RBAC_DIR = ROOT / "manifests" / "rbac"

@@ -15,8 +15,8 @@ import yaml
 from test_reports import check_run_dir
 
 from helpers import ROOT
-from winstor import redact
-from winstor.redact import REDACTED, Redactor
+from winstor.reports import redact
+from winstor.reports.redact import REDACTED, Redactor
 
 SMB_PASSWORD = "Planted-Smb-Passw0rd-7731"
 NET_USE_PASSWORD = "Planted-NetUse-Pw-5520"
@@ -29,10 +29,10 @@ import os
 
 import pytest
 import yaml
-from winstor import checks
-from winstor.kube import PODS
-from winstor.plugin import STATE
-from winstor.reporting import EVIDENCE
+from winstor.plugin import checks
+from winstor.cluster.kube import PODS
+from winstor.plugin.hooks import STATE
+from winstor.plugin.reports import EVIDENCE
 
 
 def _secrets(config):

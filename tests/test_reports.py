@@ -19,7 +19,8 @@ import pytest
 
 from helpers import ROOT
 from test_scenarios import ALL
-from winstor import htmlreport, results
+from winstor.reports import html as htmlreport
+from winstor.reports import results
 
 EBS_WORKLOAD = {"EBS-BIND-01", "EBS-MOUNT-01", "EBS-PERSIST-01", "EBS-VOLUME-01",
                 "EBS-CLEANUP-01"}
@@ -313,8 +314,8 @@ def test_html_matrix_escapes_and_marks_every_cell() -> None:
 def test_long_phases_are_announced_once_in_a_while() -> None:
     from types import SimpleNamespace
 
-    from winstor.reporting import PhaseTicker
-    from winstor.target import Phase
+    from winstor.cluster.target import Phase
+    from winstor.plugin.reports import PhaseTicker
 
     slow = Phase("pod start", 100.0, detail="windows-server-ltsc2019")
     done = Phase("claim", 90.0, end=91.0)

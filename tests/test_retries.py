@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from winstor.kube import NAMESPACES, Api, KubeError
+from winstor.cluster.kube import NAMESPACES, Api, KubeError
 
 
 class _Throttling(BaseHTTPRequestHandler):
@@ -57,7 +57,7 @@ def _api_for(tmp_path: Path, server: str) -> Api:
 
 
 def test_idempotent_reads_retry_a_bounded_number_of_times(throttled: Api, caplog) -> None:
-    caplog.set_level(logging.WARNING, logger="winstor.kube")
+    caplog.set_level(logging.WARNING, logger="winstor.cluster.kube")
     with pytest.raises(KubeError) as exc:
         throttled.list(NAMESPACES)
     assert exc.value.status == 429
@@ -195,8 +195,8 @@ class _FlakyOnce(BaseHTTPRequestHandler):
 def test_diagnostics_reads_survive_a_transient_error(tmp_path: Path) -> None:
     """A failure's diagnostics are read from a cluster that may be the reason for it:
     one 503 must not cost a section of them."""
-    from winstor.diagnostics import Collector
-    from winstor.redact import Redactor
+    from winstor.reports.diagnostics import Collector
+    from winstor.reports.redact import Redactor
 
     _FlakyOnce.seen = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _FlakyOnce)

@@ -137,7 +137,7 @@ def test_failures_are_reported_when_the_cluster_shows_them(tmp_path: Path) -> No
     share pod's failed mount fails SMB-POD-01 and SMB-SHARED-01 before the
     checks that wait for the healthy Deployment's pull, though they come later
     in the catalog - and every verdict is the one catalog order gives."""
-    from winstor.launcher import SimProcess
+    from winstor.targets.embedded import SimProcess
 
     sim = SimProcess(1, ["smb-mapping-missing"], time_scale=0.02)
     sim.start()
@@ -160,7 +160,7 @@ def test_failures_are_reported_when_the_cluster_shows_them(tmp_path: Path) -> No
 def test_one_container_waits_end_on_the_schedulers_verdict_only() -> None:
     """A wait for one container of several must not end on kubelet events (they may be
     about a sibling), but a pod no node can run never runs any container."""
-    from winstor.waits import scheduling_terminal_event
+    from winstor.cluster.waits import scheduling_terminal_event
     unschedulable = {"type": "Warning", "reason": "FailedScheduling",
                      "message": "0/3 nodes are available: 2 node(s) had untolerated taint "
                                 "{node.kubernetes.io/unreachable: }. preemption: ..."}

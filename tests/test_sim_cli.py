@@ -133,7 +133,7 @@ def test_flaky_api_throttles_fails_and_drops_watches(sim_factory) -> None:
 
 def test_sim_started_by_a_run_dies_with_it() -> None:
     """A pytest run killed with SIGKILL must not leave its embedded cluster running."""
-    code = ("import time\nfrom winstor.launcher import SimProcess\n"
+    code = ("import time\nfrom winstor.targets.embedded import SimProcess\n"
             "s = SimProcess(1, []); s.start(); print(s.proc.pid, flush=True); time.sleep(600)\n")
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert parent.stdout is not None

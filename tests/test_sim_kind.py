@@ -24,9 +24,9 @@ from kubernetes import client
 
 from helpers import eventually
 from inspect_cluster import api_client
-from winstor import execs, probes
-from winstor.kube import Api
-from winstor.launcher import SimProcess
+from winstor.cluster import execs, probes
+from winstor.cluster.kube import Api
+from winstor.targets.embedded import SimProcess
 
 STAND_IN = "mcr.microsoft.com/powershell:lts-7.4-ubuntu-22.04"
 KEEP_ALIVE = ["pwsh", "-NoLogo", "-NoProfile", "-Command",

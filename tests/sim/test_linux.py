@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from winstor import probes
+from winstor.cluster import probes
 from winstor.sim import powershell
 from winstor.sim.linux import (
     MAPPINGS_FILE,

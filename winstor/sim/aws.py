@@ -14,7 +14,7 @@ the suite via :meth:`AwsBackend.env`. Moto maps every later request signed with 
 same account, so one backend never sees another's instances, volumes or file systems.
 
 Where moto is less faithful than AWS in ways the suite can observe, this module fills the gap
-*server-side*, never in the client (``winstor.awsfacts`` reports what it is given):
+*server-side*, never in the client (``winstor.aws.facts`` reports what it is given):
 
 - AMI owner: moto's RegisterImage always makes the caller's account the owner. Real EKS-optimized
   Windows AMIs are public, owned by 801119661308 with owner alias ``amazon``. There is no API to

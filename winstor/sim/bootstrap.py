@@ -99,7 +99,7 @@ async def seed(cluster: Cluster) -> None:
 def _csi_proxy_version(facts: Any) -> str:
     """The csi-proxy build an EKS-optimized AMI of that date ships (FACTS.md table)."""
     name = getattr(facts, "ami_name", "") or ""
-    from ..awsfacts import expected_csi_proxy_version
+    from winstor.aws.facts import expected_csi_proxy_version
     return expected_csi_proxy_version(name) or "1.1.3"
 
 

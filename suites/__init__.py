@@ -1,0 +1,1 @@
+"""The conformance checks: `pytest` in a checkout, `winstor run` from an installed wheel."""

@@ -1,0 +1,1 @@
+"""AWS as the checks read it: plain boto3 against whatever endpoint the cluster's settings name."""

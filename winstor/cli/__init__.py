@@ -1,0 +1,1 @@
+"""The `winstor` command: one module per subcommand; `main` assembles them."""

@@ -1,0 +1,1 @@
+"""The pytest plugin: options, cluster parametrization, ordering, and the run's reports."""

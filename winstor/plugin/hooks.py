@@ -1,0 +1,388 @@
+"""The pytest plugin: options, markers, cluster parametrization, summaries.
+
+Registered through the `pytest11` entry point, so every pytest run in an
+environment with winstor installed knows the options and markers. Nothing
+here contacts a cluster; the `cluster` fixture does that on first use.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+from winstor import heap
+from winstor.cluster.kube import load_official_client
+from winstor.config import ConfigError
+from winstor.plugin import checks
+from winstor.plugin.ordering import Ordering
+from winstor.plugin.runstate import RunState
+from winstor.plugin.settings import OPTIONS, env_name, ini_name, resolve
+from winstor.targets import profiles
+
+STATE = pytest.StashKey[RunState]()
+# pytest_runtest_logreport gets no config; the outcome table lives on the one in use.
+_CONFIG: dict[str, pytest.Config] = {}
+OUTCOMES = pytest.StashKey[dict[str, dict[str, str]]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("winstor", "winstor: Windows storage conformance")
+    for option, help_text, kwargs in OPTIONS:
+        group.addoption(option, dest=option.lstrip("-").replace("-", "_"),
+                        help=f"{help_text} [env {env_name(option)}, ini {ini_name(option)}]",
+                        **kwargs)
+        ini_type = "linelist" if kwargs.get("action") == "append" else (
+            "bool" if kwargs.get("action") == "store_true" else "string")
+        parser.addini(ini_name(option), f"winstor: default for {option}", type=ini_type)
+
+
+def _scenario_names() -> set[str]:
+    # The names only: a table of strings, not the emulator.
+    from winstor.sim.scenarios import SCENARIOS
+    return set(SCENARIOS)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    # Before pytest's unraisable-exception plugin adds its cleanup, so this one runs
+    # after it (cleanups run last-in, first-out): see winstor.heap.
+    config.add_cleanup(lambda: _thaw_if_settled(config))
+    for name, text in checks.MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+    config.addinivalue_line("markers", "winstor_check(id, title): a winstor conformance check "
+                                       "with a stable id")
+    _check_separate_path_values(config)
+    workerinput = getattr(config, "workerinput", None)
+    run_id = workerinput.get("winstor_run_id") if workerinput else None
+    try:
+        settings = resolve(config, _scenario_names(), run_id)
+    except ConfigError as err:
+        raise pytest.UsageError(f"winstor: {err}") from None
+    state = RunState(settings)
+    if workerinput:
+        state.adopt_worker_input(workerinput)
+        if workerinput.get("winstor_loadgroup"):
+            # Workers re-parse the original arguments and would not group by cluster.
+            config.option.loadgroup = True
+        if not state.sim_kubeconfig and settings.use_sim and not state.launch_error:
+            state.launch_error = "the controller did not start the embedded cluster"
+    config.stash[STATE] = state
+    config.pluginmanager.register(Ordering(state, cluster_of), "winstor-ordering")
+    _CONFIG["config"] = config
+    config.stash[OUTCOMES] = defaultdict(dict)
+    if getattr(config.option, "numprocesses", None) and getattr(
+            config.option, "dist", "no") in ("no", "load"):
+        # A cluster's checks share expensive objects: keep them on one worker.
+        config.option.dist = "loadgroup"
+
+
+PATH_OPTIONS = ("--kubeconfig", "--clusters", "--timeouts")
+
+
+def _check_separate_path_values(config: pytest.Config) -> None:
+    """pytest picks its rootdir before plugins' options are known, so in
+    `--kubeconfig /elsewhere/file` it takes the path for a test path, loses
+    the project's configuration and collects the wrong tests. Refuse that
+    clearly instead of running something else."""
+    if config.inipath is not None:
+        return
+    args = [str(a) for a in config.invocation_params.args]
+    for i, arg in enumerate(args[:-1]):
+        if arg in PATH_OPTIONS:
+            raise pytest.UsageError(
+                f"winstor: write {arg}={args[i + 1]} (with '='): given as two words, pytest "
+                "takes the path for a test path and loses the project's configuration")
+
+
+def _xdist_controller(config: pytest.Config) -> bool:
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(
+        config, "workerinput")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
+    if not hasattr(config, "workerinput"):
+        _install_interrupt_handler(config.stash[STATE])
+    if _xdist_controller(config) and not config.option.collectonly:
+        config.stash[STATE].ensure_sim()
+
+
+SETTLED = pytest.StashKey[bool]()
+
+
+def _settle(config: pytest.Config) -> None:
+    """Settle the heap (`winstor.heap`) for this run, once."""
+    if not config.stash.get(SETTLED, False):
+        heap.settle()
+        config.stash[SETTLED] = True
+
+
+def _thaw_if_settled(config: pytest.Config) -> None:
+    if config.stash.get(SETTLED, False):
+        heap.thaw()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Settle the heap once a catalog run's items exist (`winstor.heap`). The official
+    Kubernetes client is imported first: the checks import it on first use anyway, and
+    it is the largest part of that heap. Any other session (winstor is installed, so
+    its plugin loads in every pytest run here) keeps its collector as it is. An xdist
+    controller collects nothing: it settles on its first check report instead."""
+    config = session.config
+    if config.option.collectonly or not any(
+            cluster_of(i) and checks.check_of(i) for i in session.items):
+        return
+    load_official_client()
+    _settle(config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    node.workerinput.update(node.config.stash[STATE].worker_input())
+    node.workerinput["winstor_loadgroup"] = node.config.getvalue("dist") == "loadgroup"
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    s = config.stash[STATE].settings
+    where = "embedded cluster (started on first use)" if s.use_sim else "kubeconfig contexts"
+    lines = [f"winstor: run {s.run_id}, profile {s.profile}, {where}: "
+             + ", ".join(t.name for t in s.targets)]
+    if s.sim_scenarios:
+        lines.append(f"winstor: scenarios {', '.join(s.sim_scenarios)}")
+    if s.kind_settings:
+        lines.append(f"winstor: following `winstor kind up` ({s.kind_settings}); "
+                     "`winstor kind down` or --profile eks to use the embedded cluster")
+    return lines
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    check = metafunc.definition.get_closest_marker("winstor_check")
+    if check is None or "cluster" not in metafunc.fixturenames:
+        return  # only catalog checks run per cluster
+    state = metafunc.config.stash[STATE]
+    suffix = f":{check.args[0]}"
+    names = [t.name for t in state.settings.targets]
+    metafunc.parametrize("cluster", names, indirect=True, scope="session",
+                         ids=[f"{n}{suffix}" for n in names])
+
+
+def cluster_of(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    return callspec.params.get("cluster")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist turns xdist_group marks into node ids
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    settings = config.stash[STATE].settings
+    order = {t.name: i for i, t in enumerate(settings.targets)}
+    lacks = profiles.get(settings.profile).lacks
+    for item in items:
+        name = cluster_of(item)
+        if name:
+            item.add_marker(pytest.mark.xdist_group(name=name))
+        missing = [m for m in lacks if checks.check_of(item) and item.get_closest_marker(m)]
+        if missing:
+            # Declared, not discovered: the profile cannot have what the check judges.
+            item.add_marker(pytest.mark.skip(
+                reason=f"profile {settings.profile}: {lacks[missing[0]]}"))
+    state = config.stash[STATE]
+    for item in items:
+        name = cluster_of(item)
+        if name and checks.check_of(item) and _has_fixture(item, "head_start"):
+            state.needed_fixtures.setdefault(name, set()).update(item.fixturenames)
+            # First of all its fixtures: the cluster's first check begins every
+            # slow object its selected checks need (fixtures/headstart.py).
+            item.fixturenames.insert(0, "head_start")
+    position = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda it: (order.get(cluster_of(it) or "", -1),
+                               (checks.check_of(it) or ("", "", 50))[2], position[id(it)]))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    outcome = yield
+    report = outcome.get_result()
+    name, meta = cluster_of(item), checks.check_of(item)
+    if name and meta:
+        # Plain attributes travel with the report under xdist; user_properties would
+        # too, but they end up as per-testcase <properties>, which xunit2 forbids.
+        report.winstor_cluster, report.winstor_check = name, meta[0]
+    if report.failed and name and meta:
+        cluster = item.config.stash[STATE].clusters.get(name)
+        if cluster is not None and meta[0] not in cluster.failed_checks:
+            cluster.failed_checks.append(meta[0])
+
+
+def _has_fixture(item: pytest.Item, name: str) -> bool:
+    """Whether fixture `name` is defined where `item` is collected."""
+    return item.session._fixturemanager.getfixturedefs(name, item) is not None
+
+
+def _cluster_notes(state: RunState) -> dict[str, dict[str, list[str]]]:
+    """What teardown left, kept or noted per cluster (shown after the run)."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for name, cluster in state.clusters.items():
+        notes = {k: list(cluster.facts.get(k, [])) for k in ("leftovers", "kept", "notes")}
+        if any(notes.values()):
+            out[name] = notes
+    return out
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    workeroutput = getattr(config, "workeroutput", None)
+    state = config.stash[STATE]
+    if workeroutput is not None:
+        workeroutput["winstor_notes"] = _cluster_notes(state)
+    elif state.crashed_workers:
+        _sweep(state, f"a worker crashed ({'; '.join(state.crashed_workers)})")
+    elif state.interrupted and not config.option.collectonly:
+        # Ctrl-C may land between creating an object and the fixture that owns it
+        # reaching its teardown; the run's labels still find whatever that left.
+        _sweep(state, "the run was interrupted")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    notes = (getattr(node, "workeroutput", None) or {}).get("winstor_notes") or {}
+    state = node.config.stash[STATE]
+    state.remote_notes.update(notes)
+    if error:
+        # A worker that died (SIGKILL, OOM) tore nothing down: its cluster's
+        # objects are swept by run label at the end.
+        state.crashed_workers.append(f"{getattr(node.gateway, 'id', '?')}: {error}"[:300])
+
+
+def _install_interrupt_handler(state: RunState) -> None:
+    """The first Ctrl-C interrupts the run as usual, and pytest's teardown then
+    removes what the run created; a second Ctrl-C stops at once and says what
+    may be left and how to remove it."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    interrupted: list[bool] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if not interrupted:
+            interrupted.append(True)
+            state.interrupted = True
+            raise KeyboardInterrupt
+        _stop_now(state)
+
+    signal.signal(signal.SIGINT, handler)
+
+
+def _stop_now(state: RunState) -> None:
+    import os
+    import sys
+
+    s = state.settings
+    lines = [f"winstor: interrupted again: stopping now, cleanup of run {s.run_id} was cut "
+             "short."]
+    for t in s.targets:
+        lines.append(f"winstor: {t.name} may still hold namespaces winstor-{s.run_id} and "
+                     f"winstor-{s.run_id}-host with their pods and claims (and EBS volumes), "
+                     "and gp2-windows if this run created it; remove them with: "
+                     f"winstor janitor --run {s.run_id}"
+                     + (f" --context {t.context}" if t.context else ""))
+    print("\n" + "\n".join(lines), file=sys.stderr, flush=True)
+    state.stop()
+    os._exit(130)
+
+
+def _sweep(state: RunState, why: str) -> None:
+    """Run `winstor janitor --run <this run>` on every cluster of the run."""
+    import os
+    import subprocess
+    import sys
+
+    s = state.settings
+    env = {**os.environ, **state.sim_aws_env}
+    for target in s.targets:
+        kubeconfig = target.kubeconfig or state.sim_kubeconfig or s.kubeconfig
+        cmd = [sys.executable, "-m", "winstor", "janitor", "--run", s.run_id]
+        if target.context:
+            cmd += ["--context", target.context]
+        if kubeconfig:
+            cmd.append(f"--kubeconfig={kubeconfig}")
+        if target.aws_region:
+            cmd.append(f"--aws-region={target.aws_region}")
+        if target.aws_profile:
+            cmd.append(f"--aws-profile={target.aws_profile}")
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+            lines = [ln for ln in done.stdout.splitlines() if ln.startswith(
+                ("removed", "NOT REMOVED", "janitor: removed"))]
+        except subprocess.TimeoutExpired:
+            lines = ["janitor: did not finish within 600 s"]
+        notes = state.remote_notes.setdefault(target.name, {})
+        notes.setdefault("notes", []).extend(
+            [f"{why}; swept run {s.run_id}:"] + [f"  {ln}" for ln in lines])
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    cluster = getattr(report, "winstor_cluster", None)
+    check = getattr(report, "winstor_check", None)
+    if not cluster or not check:
+        return
+    config = _CONFIG.get("config")
+    if config is not None:
+        _settle(config)  # an xdist controller's first check report; see above
+    outcome = None
+    if report.when == "call" or report.outcome != "passed":
+        outcome = "error" if report.when != "call" and report.failed else report.outcome
+    if report.when == "setup" and report.skipped:
+        outcome = "skipped"
+    if outcome is None or config is None:
+        return
+    table = config.stash[OUTCOMES]
+    previous = table[cluster].get(check)
+    if previous in ("failed", "error") and outcome == "passed":
+        return
+    table[cluster][check] = outcome
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
+                            config: pytest.Config) -> None:
+    table = config.stash[OUTCOMES]
+    if not table or hasattr(config, "workerinput"):
+        return
+    tr = terminalreporter
+    tr.section("winstor: checks per cluster")
+    checks_seen = sorted({c for per in table.values() for c in per})
+    clusters = [t.name for t in config.stash[STATE].settings.targets if t.name in table]
+    width = max([len(c) for c in checks_seen] + [5])
+    marks = {"passed": "pass", "failed": "FAIL", "error": "ERROR", "skipped": "skip"}
+    tr.write_line(f"{'check':<{width}}  " + "  ".join(f"{c:<8}" for c in clusters))
+    for check in checks_seen:
+        cells = [marks.get(table[c].get(check, ""), "-") for c in clusters]
+        tr.write_line(f"{check:<{width}}  " + "  ".join(f"{x:<8}" for x in cells))
+    state = config.stash[STATE]
+    notes = {**state.remote_notes, **_cluster_notes(state)}
+    for name, per in sorted(notes.items()):
+        for kind, label in (("leftovers", "LEFT BEHIND"), ("kept", "kept (--keep-on-failure)"),
+                            ("notes", "note")):
+            for line in per.get(kind, []):
+                tr.write_line(f"{name}: {label}: {line}")
+    for name in clusters:
+        counts = defaultdict(int)
+        for outcome in table[name].values():
+            counts[outcome] += 1
+        tr.write_line(f"{name}: {counts['passed']} passed, {counts['failed']} failed, "
+                      f"{counts['error']} errors, {counts['skipped']} skipped")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is not None:
+        state.stop()
+    if _CONFIG.get("config") is config:
+        del _CONFIG["config"]

@@ -1,0 +1,370 @@
+"""Run reports and certification: the pytest plugin behind `reports/<run-id>/`.
+
+Every run that executes catalog checks writes `reports/<run-id>/` with
+`junit.xml` (xunit2), `results.json` (see `winstor.reports.results`), `report.html`
+(see `winstor.reports.html`) and `diagnostics/` for failed checks, and points
+`reports/latest` at it. `--certify` adds the certification rules and one
+bundle per cluster (see `winstor.reports.bundle`).
+
+Where things happen, and why:
+- on the process that ran a check (an xdist worker, or the only process):
+  what the check saw, its failure reason and - for a failure - the
+  diagnostics, because only that process holds the cluster connection and
+  the cluster still holds the objects. They travel on the test report as
+  one JSON string attribute (`winstor_result`): pytest's report
+  serialization copies a report's attributes, and a string is safe for
+  execnet whatever the evidence held. Cluster facts (nodes, AMIs, versions,
+  timeline) are read there at session end and sent in `workeroutput`.
+- on the controller (or the only process): everything is merged and the
+  files are written, JUnit by a second pytest `LogXML` so that it is
+  complete under xdist too.
+
+This module is the registered plugin (`winstor-reports`), so it holds the
+hooks and what only they use; the rest lives in `winstor.plugin.reportconfig` (the
+report options, the redactor, the effective configuration),
+`winstor.plugin.runrecord` (the controller's record and the files it writes) and
+`winstor.plugin.ticker` (the phase notices on long waits).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+import pytest
+from _pytest.junitxml import LogXML
+
+from winstor.plugin import checks
+from winstor.plugin.reportconfig import (
+    OPTS,
+    add_options,
+    read_options,
+    redactor_for,
+    reset_redactor,
+    state_of,
+)
+from winstor.plugin.runrecord import PAYLOAD, RunReports
+from winstor.plugin.ticker import PhaseTicker
+from winstor.reports import facts as clusterfacts
+from winstor.reports import results
+from winstor.reports.diagnostics import Collector, wait_failures
+from winstor.reports.redact import Redactor
+
+EVIDENCE = pytest.StashKey[dict]()
+"""Where the `evidence` fixture keeps what a check saw (checks fill the dict)."""
+
+FACTS_OUTPUT = "winstor_report_facts"
+EVIDENCE_LIMIT = 64 * 1024
+REASON_LIMIT = 8000
+
+RUN = pytest.StashKey[RunReports]()
+TICKER = pytest.StashKey[PhaseTicker]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+# ------------------------------------------------------------------------ configuration
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    opts = read_options(config)
+    config.stash[OPTS] = opts
+    reset_redactor()
+    if opts.certify:
+        _refuse_partial_runs(config)
+    if hasattr(config, "workerinput"):
+        return
+    run = RunReports(config, opts)
+    config.stash[RUN] = run
+    state = state_of(config)
+    if state is None:
+        return
+    run.run_dir = opts.report_dir / state.settings.run_id
+    config.pluginmanager.register(_RunJunit(str(run.run_dir / "junit.xml"), config, run),
+                                  "winstor-run-junit")
+
+
+def _refuse_partial_runs(config: pytest.Config) -> None:
+    o = config.option
+    used = []
+    if getattr(o, "keyword", ""):
+        used.append("-k")
+    if getattr(o, "markexpr", ""):
+        used.append("-m")
+    if getattr(o, "deselect", None):
+        used.append("--deselect")
+    if getattr(o, "lf", False):
+        used.append("--last-failed")
+    if config.args_source == pytest.Config.ArgsSource.ARGS:
+        # Paths narrower than the configured suites would certify part of the catalog.
+        base = config.invocation_params.dir
+        whole = {(config.rootpath / p).resolve() for p in config.getini("testpaths") or ["."]}
+        if any("::" in a or (base / a).resolve() not in whole for a in config.args):
+            used.append("the test paths (certification runs "
+                        f"{' '.join(config.getini('testpaths') or ['.'])})")
+    if used:
+        raise pytest.UsageError(f"winstor: --certify runs the whole catalog; remove "
+                                f"{', '.join(used)}")
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    if not items:
+        return
+    config = items[0].config
+    opts = config.stash.get(OPTS, None)
+    if opts is not None and opts.certify and any(checks.check_of(i) for i in items):
+        raise pytest.UsageError(f"winstor: --certify runs the whole catalog, but {len(items)} "
+                                "check(s) were deselected")
+
+
+class _RunJunit(LogXML):
+    """pytest's own JUnit writer, fixed to xunit2 and to the run directory, writing only
+    when the run executed catalog checks (a self-test session writes nothing)."""
+
+    def __init__(self, path: str, config: pytest.Config, run: RunReports) -> None:
+        def ini(name: str, default: Any) -> Any:
+            try:  # pytest's junitxml plugin may be disabled (-p no:junitxml)
+                return config.getini(name)
+            except ValueError:
+                return default
+        super().__init__(path, getattr(config.option, "junitprefix", None),
+                         ini("junit_suite_name", "pytest"), ini("junit_logging", "no"),
+                         ini("junit_duration_report", "total"), "xunit2",
+                         ini("junit_log_passing_tests", True))
+        self.run = run
+
+    def pytest_sessionfinish(self) -> None:  # type: ignore[override]
+        if self.run.enabled:
+            super().pytest_sessionfinish()
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:  # type: ignore[override]
+        return None  # the run's own summary names the directory
+
+
+# ---------------------------------------------------------------- the process running checks
+
+
+def _reason(report: pytest.TestReport, call: pytest.CallInfo[None]) -> str | None:
+    if report.passed:
+        return None
+    if report.skipped:
+        lr = report.longrepr
+        text = lr[2] if isinstance(lr, tuple) and len(lr) == 3 else str(lr or "")
+        return text.removeprefix("Skipped: ")
+    exc = call.excinfo
+    if exc is not None:
+        text = str(exc.value).strip() or exc.exconly()
+        if type(exc.value).__name__ not in ("Failed", "AssertionError"):
+            text = f"{type(exc.value).__name__}: {text}"
+        return text
+    return report.longreprtext or None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    from winstor.plugin.hooks import cluster_of
+    meta, cluster_name = checks.check_of(item), cluster_of(item)
+    if meta is None or cluster_name is None:
+        return
+    opts = item.config.stash.get(OPTS, None)
+    certified_skip = False
+    if opts is not None and opts.certify and report.skipped:
+        why = _reason(report, call)
+        report.outcome = "failed"
+        report.longrepr = (f"certification: a skipped check counts as a failure "
+                           f"(skipped because: {why})")
+        certified_skip = True
+    redactor = redactor_for(item.config)
+    _redact_report(report, redactor)
+    if not (report.when == "call" or report.failed or report.skipped):
+        return
+    reason = (str(report.longrepr) if certified_skip else _reason(report, call))
+    payload: dict[str, Any] = {
+        "id": meta[0], "title": meta[1], "cluster": cluster_name,
+        "markers": sorted({m.name for m in item.iter_markers()}
+                          - {"winstor_check", "parametrize", "xdist_group", "usefixtures"}),
+        "reason": redactor.text(reason[:REASON_LIMIT]) if reason else None,
+    }
+    evidence = item.stash.get(EVIDENCE, None)
+    if evidence is not None and report.when != "teardown":
+        payload["evidence"] = redactor.data(results.jsonable(evidence, EVIDENCE_LIMIT))
+    if report.failed and report.when in ("setup", "call") and not certified_skip:
+        payload["diagnostics"] = _diagnostics(item, call, cluster_name, meta[0],
+                                              payload["reason"], payload["markers"], redactor)
+    setattr(report, PAYLOAD, json.dumps(payload, default=str))
+
+
+def _redact_report(report: pytest.TestReport, redactor: Redactor) -> None:
+    """What pytest itself prints and writes (failure text, captured output) redacted too;
+    a failure text is replaced by its redacted plain text only when it held a secret."""
+    lr = report.longrepr
+    if isinstance(lr, tuple) and len(lr) == 3:
+        report.longrepr = (lr[0], lr[1], redactor.text(str(lr[2])))
+    elif lr is not None:
+        text = str(lr)
+        clean = redactor.text(text)
+        if clean != text:
+            report.longrepr = clean
+    report.sections = [(title, redactor.text(content)) for title, content in report.sections]
+
+
+def _diagnostics(item: pytest.Item, call: pytest.CallInfo[None], cluster_name: str,
+                 check_id: str, reason: str | None, markers: list[str],
+                 redactor: Redactor) -> dict[str, str]:
+    state = state_of(item.config)
+    cluster = state.clusters.get(cluster_name) if state is not None else None
+    waits = wait_failures(call.excinfo.value if call.excinfo else None,
+                          getattr(item, "funcargs", {}) or {})
+    if cluster is None or getattr(cluster, "_api", None) is None:
+        return {"summary.txt": redactor.text(
+            f"check: {check_id}\ncluster: {cluster_name}\n\nreason:\n{reason}\n\n"
+            "The cluster was never connected, so no cluster state was collected.\n")}
+    try:
+        return Collector(cluster.api, cluster.run_selector(), redactor).collect(
+            check_id, cluster_name, reason, waits, markers)
+    except Exception as err:  # diagnostics must never turn a failure into a crash
+        return {"summary.txt": redactor.text(
+            f"check: {check_id}\ncluster: {cluster_name}\n\nreason:\n{reason}\n\n"
+            f"collecting diagnostics failed: {type(err).__name__}: {err}\n")}
+
+
+_EVENT_PHASES: dict[str, list[dict[str, Any]]] = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """Before a cluster's shared objects are torn down (its last check), read the run's
+    events once for the timeline: provisioning, attach and image pulls are timed by the
+    cluster's own components, not by winstor."""
+    from winstor.plugin.hooks import cluster_of
+    name = cluster_of(item)
+    if name and (nextitem is None or cluster_of(nextitem) != name):
+        state = state_of(item.config)
+        cluster = state.clusters.get(name) if state is not None else None
+        if cluster is not None and getattr(cluster, "_api", None) is not None:
+            with contextlib.suppress(Exception):
+                _EVENT_PHASES[name] = clusterfacts.event_phases(cluster)
+    yield
+
+
+def _all_cluster_facts(config: pytest.Config) -> dict[str, dict[str, Any]]:
+    state = state_of(config)
+    if state is None:
+        return {}
+    redactor = redactor_for(config)
+    out = {}
+    for name, cluster in list(state.clusters.items()):
+        try:
+            out[name] = clusterfacts.cluster_facts(cluster, redactor,
+                                                  _EVENT_PHASES.get(name, []))
+        except Exception as err:
+            out[name] = {"name": name, "error": f"reading facts failed: {err}"}
+    return out
+
+
+def _send_facts(config: pytest.Config, workeroutput: dict[str, Any]) -> None:
+    """Workers: send cluster facts and the secrets they learned to the controller."""
+    facts = _all_cluster_facts(config)
+    workeroutput[FACTS_OUTPUT] = json.dumps(
+        {"facts": facts, "redact": sorted(redactor_for(config).values)}, default=str)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    run = node.config.stash.get(RUN, None)
+    raw = (getattr(node, "workeroutput", None) or {}).get(FACTS_OUTPUT)
+    if run is None or not raw:
+        return
+    data = json.loads(raw)
+    run.facts.update(data.get("facts") or {})
+    redactor_for(node.config).add(data.get("redact") or [])
+
+
+# ----------------------------------------------------------------------- controller hooks
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    config = _config_for_reports()
+    if config is None:
+        return
+    run = config.stash.get(RUN, None)
+    if run is not None:
+        run.add(report)
+
+
+def _config_for_reports() -> pytest.Config | None:
+    from winstor.plugin.hooks import _CONFIG
+    config = _CONFIG.get("config")
+    if config is None or hasattr(config, "workerinput"):
+        return None
+    return config
+
+
+@pytest.hookimpl(trylast=True)  # after the JUnit writer
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    ticker = config.stash.get(TICKER, None)
+    if ticker is not None:
+        ticker.stop()
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:
+        _send_facts(config, workeroutput)
+        return
+    run = config.stash.get(RUN, None)
+    if run is None or not run.enabled or run.run_dir is None:
+        return
+    if not getattr(config.option, "numprocesses", None):
+        run.facts.update(_all_cluster_facts(config))
+    try:
+        run.write(session)
+    except Exception as err:  # a broken report must not hide the run's verdict
+        run.problems.append(f"writing reports to {run.run_dir} failed: "
+                            f"{type(err).__name__}: {err}")
+
+
+@pytest.hookimpl(trylast=True)  # after the check x cluster table
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
+                            config: pytest.Config) -> None:
+    run = config.stash.get(RUN, None)
+    if run is None or not run.enabled or run.run_dir is None:
+        return
+    tr = terminalreporter
+    if run.written:
+        tr.write_line(f"winstor: reports in {run.run_dir} ({', '.join(run.written)}"
+                      + (", diagnostics/" if (run.run_dir / "diagnostics").is_dir() else "")
+                      + ")")
+    for problem in run.problems:
+        tr.write_line(f"winstor: report problem: {problem}", red=True)
+    cert = run.certification
+    if cert:
+        for name, v in cert["clusters"].items():
+            tr.write_line(f"winstor: certification {v['verdict'].upper()} for {name}"
+                          + (f": {'; '.join(v['reasons'][:3])}" if v["reasons"] else ""),
+                          green=v["verdict"] == "passed", red=v["verdict"] != "passed")
+            if v.get("bundle"):
+                tr.write_line(f"winstor: bundle {run.run_dir / v['bundle']}")
+
+
+# ----------------------------------------------------------------- phases on long waits
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
+    if hasattr(config, "workerinput") or getattr(config.option, "numprocesses", None) \
+            or config.option.collectonly:
+        return
+    state, tr = state_of(config), config.pluginmanager.get_plugin("terminalreporter")
+    if state is None or tr is None:
+        return
+
+    def write(line: str) -> None:
+        tr.ensure_newline()
+        tr.write_line(line, yellow=True)
+    ticker = PhaseTicker(state, write)
+    config.stash[TICKER] = ticker
+    ticker.start()

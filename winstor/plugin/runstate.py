@@ -1,0 +1,84 @@
+"""Per-process state of a run: settings, the clusters, the embedded cluster.
+
+Under pytest-xdist the controller starts the embedded cluster (once) and
+hands its kubeconfig and AWS settings to the workers; in a serial run the
+first check that needs a cluster starts it. Either way nothing is started or
+contacted for `--collect-only`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from winstor.cluster.target import Cluster
+from winstor.plugin.settings import Settings
+from winstor.targets.embedded import LaunchError, SimProcess
+
+
+@dataclass
+class RunState:
+    settings: Settings
+    sim: SimProcess | None = None
+    sim_kubeconfig: str | None = None
+    sim_aws_env: dict[str, str] = field(default_factory=dict)
+    clusters: dict[str, Cluster] = field(default_factory=dict)
+    launch_error: str | None = None
+    remote_notes: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    crashed_workers: list[str] = field(default_factory=list)
+    interrupted: bool = False  # a first Ctrl-C arrived: the run's objects are swept at the end
+    # cluster -> fixtures its selected checks use (for fixtures.headstart)
+    needed_fixtures: dict[str, set[str]] = field(default_factory=dict)
+    # cluster -> fixture name -> the slow objects head start began (Deferreds)
+    slow_objects: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    ran_early: set[str] = field(default_factory=set)  # node ids reported ahead of order
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def ensure_sim(self) -> None:
+        """Start the embedded cluster if this run uses it and nobody has yet."""
+        s = self.settings
+        if not s.use_sim or self.sim_kubeconfig or self.launch_error:
+            return
+        sim = SimProcess(s.sim_clusters, s.sim_scenarios,
+                         flavour="kind" if s.profile == "kind" else "eks")
+        try:
+            sim.start()
+        except LaunchError as err:
+            self.launch_error = str(err)
+            return
+        self.sim = sim
+        self.sim_kubeconfig = str(sim.kubeconfig)
+        self.sim_aws_env = dict(sim.aws_env)
+
+    def cluster(self, name: str) -> Cluster:
+        with self._lock:
+            if name in self.clusters:
+                return self.clusters[name]
+            self.ensure_sim()
+            if self.launch_error:
+                raise LaunchError(self.launch_error)
+            target = next(t for t in self.settings.targets if t.name == name)
+            c = Cluster(target=target, run_id=self.settings.run_id,
+                        timeouts=self.settings.timeouts, profile=self.settings.profile,
+                        kubeconfig=self.sim_kubeconfig or self.settings.kubeconfig,
+                        aws_env=dict(self.sim_aws_env),
+                        keep_on_failure=self.settings.keep_on_failure)
+            self.clusters[name] = c
+            return c
+
+    def stop(self) -> None:
+        if self.sim is not None:
+            self.sim.stop()
+            self.sim = None
+
+    def worker_input(self) -> dict[str, Any]:
+        return {"winstor_run_id": self.settings.run_id,
+                "winstor_sim_kubeconfig": self.sim_kubeconfig,
+                "winstor_sim_aws_env": self.sim_aws_env,
+                "winstor_launch_error": self.launch_error}
+
+    def adopt_worker_input(self, data: dict[str, Any]) -> None:
+        self.sim_kubeconfig = data.get("winstor_sim_kubeconfig")
+        self.sim_aws_env = dict(data.get("winstor_sim_aws_env") or {})
+        self.launch_error = data.get("winstor_launch_error")

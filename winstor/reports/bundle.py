@@ -1,0 +1,267 @@
+"""Certification: the verdict per cluster, and one bundle per cluster, verifiable on its own.
+
+A vendor certifying an AMI sends the bundle to someone who was not there.
+It holds that cluster's results.json, junit.xml and report.html, the
+diagnostics of its failed checks, the effective configuration (redacted),
+and a `SHA256SUMS` manifest in `sha256sum` format, so `sha256sum -c` works
+on the unpacked files as well as `winstor verify-bundle`.
+
+Verification rejects a bundle whose files do not match the manifest, that
+holds files the manifest does not list (or lacks listed ones), holds links,
+absolute or parent paths, or whose results do not follow the schema - and,
+because a manifest can be recomputed by whoever edits a file, one whose
+results, JUnit and verdict disagree with each other. It is an integrity
+check, not a signature: sign the archive for authenticity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import tarfile
+import time
+import xml.etree.ElementTree as ET
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from winstor.reports import results
+
+MANIFEST = "SHA256SUMS"
+REQUIRED = ("results.json", "junit.xml", "report.html", "config.json")
+MAX_BUNDLE_BYTES = 512 * 1024 * 1024
+_LINE = re.compile(r"^([0-9a-f]{64})  (\S.*)$")
+
+
+class BundleError(Exception):
+    """The bundle is unreadable or was modified; the message says what, in one line."""
+
+
+@dataclass
+class Verdict:
+    path: str
+    cluster: str
+    run_id: str
+    verdict: str
+    reasons: list[str]
+    counts: dict[str, int]
+    files: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        c = self.counts
+        return (f"{self.path}: intact ({len(self.files)} files match {MANIFEST}; results "
+                f"schema v{results.SCHEMA_VERSION}); cluster {self.cluster}, run "
+                f"{self.run_id}: certification {self.verdict.upper()} ({c['passed']}/"
+                f"{c['total']} checks passed)"
+                + (f": {'; '.join(self.reasons)}" if self.reasons else ""))
+
+
+def bundle_name(cluster: str, when: float | None = None) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when or time.time()))
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", cluster).strip("-") or "cluster"
+    return f"winstor-cert-{safe}-{stamp}.tar.gz"
+
+
+def junit_for_cluster(xml_text: str, cluster: str) -> str:
+    """The JUnit document with only this cluster's test cases, counts recomputed."""
+    root = ET.fromstring(xml_text)
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    for suite in suites:
+        for case in list(suite.findall("testcase")):
+            if f"[{cluster}:" not in case.get("name", ""):
+                suite.remove(case)
+        cases = suite.findall("testcase")
+        suite.set("tests", str(len(cases)))
+        suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
+        suite.set("errors", str(sum(len(c.findall("error")) for c in cases)))
+        suite.set("skipped", str(sum(1 for c in cases if c.find("skipped") is not None)))
+    return '<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(root, encoding="unicode")
+
+
+def write(out_dir: Path, name: str, files: dict[str, bytes]) -> Path:
+    """Write `files` (archive path -> bytes) plus their manifest as `out_dir/name`."""
+    manifest = "".join(f"{hashlib.sha256(data).hexdigest()}  {path}\n"
+                       for path, data in sorted(files.items()))
+    members = {**files, MANIFEST: manifest.encode()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / name
+    tmp = out_dir / f".{name}.partial"
+    now = int(time.time())
+    with tarfile.open(tmp, "w:gz") as tar:
+        for path in [MANIFEST, *sorted(files)]:
+            data = members[path]
+            info = tarfile.TarInfo(path)
+            info.size, info.mtime, info.mode = len(data), now, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    tmp.replace(target)
+    return target
+
+
+def _read_members(path: Path) -> dict[str, bytes]:
+    if not path.exists():
+        raise BundleError(f"{path}: no such file")
+    if not path.is_file():
+        raise BundleError(f"{path} is not a file")
+    try:
+        tar = tarfile.open(path, "r:gz")  # noqa: SIM115 - closed by the `with` below
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise BundleError(f"{path} is not a gzip-compressed tar archive ({err})") from None
+    out: dict[str, bytes] = {}
+    total = 0
+    with tar:
+        try:
+            for m in tar:
+                name = m.name
+                if name.startswith(("/", "\\")) or ".." in Path(name).parts or not name:
+                    raise BundleError(f"bundle rejected: unsafe member path {name!r}")
+                if m.isdir():
+                    continue
+                if not m.isreg():
+                    raise BundleError(f"bundle rejected: {name} is not a regular file")
+                if name in out:
+                    raise BundleError(f"bundle rejected: {name} appears twice")
+                total += m.size
+                if total > MAX_BUNDLE_BYTES:
+                    raise BundleError("bundle rejected: larger than "
+                                      f"{MAX_BUNDLE_BYTES >> 20} MiB unpacked")
+                fh = tar.extractfile(m)
+                out[name] = fh.read() if fh else b""
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+            raise BundleError(f"{path}: damaged archive ({err})") from None
+    return out
+
+
+def _junit_outcomes(xml_text: str) -> dict[tuple[str, str], str]:
+    out: dict[tuple[str, str], str] = {}
+    for case in ET.fromstring(xml_text).iter("testcase"):
+        name = case.get("name", "")
+        if "[" not in name or ":" not in name:
+            continue
+        param = name[name.index("[") + 1:name.rindex("]")]
+        cluster, _, check = param.rpartition(":")
+        outcome = "passed"
+        tags = {child.tag for child in case}
+        if "error" in tags:
+            outcome = "error"
+        if "failure" in tags:
+            outcome = "failed"
+        elif "skipped" in tags:
+            outcome = "skipped"
+        out[(cluster, check)] = outcome
+    return out
+
+
+def verify(path: str | Path) -> Verdict:
+    """Check the bundle; raise `BundleError` saying why it is rejected."""
+    p = Path(path)
+    members = _read_members(p)
+    if MANIFEST not in members:
+        raise BundleError(f"bundle rejected: no {MANIFEST} manifest")
+    listed: dict[str, str] = {}
+    for i, line in enumerate(members[MANIFEST].decode("utf-8", "replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        m = _LINE.match(line)
+        if m is None:
+            raise BundleError(f"bundle rejected: {MANIFEST} line {i} is not '<sha256>  <path>'")
+        listed[m.group(2)] = m.group(1)
+    for name, digest in sorted(listed.items()):
+        if name not in members:
+            raise BundleError(f"bundle rejected: {name} is listed in {MANIFEST} but missing")
+        if hashlib.sha256(members[name]).hexdigest() != digest:
+            raise BundleError(f"bundle rejected: {name} does not match its {MANIFEST} entry "
+                              "(modified after the run)")
+    extra = sorted(set(members) - set(listed) - {MANIFEST})
+    if extra:
+        raise BundleError(f"bundle rejected: {', '.join(extra[:5])} not listed in {MANIFEST}")
+    for name in REQUIRED:
+        if name not in members:
+            raise BundleError(f"bundle rejected: it holds no {name}")
+    try:
+        doc = results.loads(members["results.json"].decode("utf-8"), "results.json")
+    except (results.ResultsError, UnicodeDecodeError) as err:
+        raise BundleError(f"bundle rejected: {err}") from None
+    junit = members["junit.xml"].decode("utf-8", "replace")
+    problems = results.xunit2_problems(junit)
+    if problems:
+        raise BundleError(f"bundle rejected: junit.xml is not valid xunit2: {problems[0]}")
+    return _consistent(str(p), doc, junit, sorted(listed))
+
+
+def _consistent(path: str, doc: dict[str, Any], junit: str, files: list[str]) -> Verdict:
+    cert = doc.get("certification")
+    if not cert:
+        raise BundleError("bundle rejected: results.json holds no certification")
+    if len(doc["clusters"]) != 1 or set(cert["clusters"]) != {doc["clusters"][0]["name"]}:
+        raise BundleError("bundle rejected: a bundle must hold exactly one cluster")
+    cluster = doc["clusters"][0]["name"]
+    mine = cert["clusters"][cluster]
+    counts = results.counts(c["outcome"] for c in doc["checks"])
+    if counts != doc["summary"]:
+        raise BundleError("bundle rejected: results.json summary disagrees with its checks")
+    in_junit = _junit_outcomes(junit)
+    for c in doc["checks"]:
+        seen = in_junit.get((c["cluster"], c["id"]))
+        if seen is None:
+            raise BundleError(f"bundle rejected: {c['id']} on {c['cluster']} is in results.json "
+                              "but not in junit.xml")
+        if seen != c["outcome"] and not (c["outcome"] == "error" and seen == "failed"):
+            raise BundleError(f"bundle rejected: {c['id']} is {c['outcome']} in results.json "
+                              f"but {seen} in junit.xml")
+    all_passed = bool(doc["checks"]) and counts["passed"] == counts["total"]
+    if mine["verdict"] == "passed" and (not all_passed or mine["reasons"]):
+        raise BundleError("bundle rejected: the verdict says passed but checks did not all "
+                          "pass")
+    if cert["verdict"] != mine["verdict"]:
+        raise BundleError("bundle rejected: the overall verdict disagrees with the cluster's")
+    return Verdict(path, cluster, doc["run"]["id"], mine["verdict"], list(mine["reasons"]),
+                   counts, files)
+
+
+def verdict(doc: dict[str, Any], expect_amis: list[str]) -> dict[str, Any]:
+    """The verdict per cluster: every check of the catalog passed there, AWS facts are
+    complete, and every Windows node runs an expected AMI (when any are given)."""
+    catalog = list(dict.fromkeys(c["id"] for c in doc["checks"]))
+    verdicts: dict[str, Any] = {}
+    for cluster in doc["clusters"]:
+        name = cluster["name"]
+        mine = {c["id"]: c for c in doc["checks"] if c["cluster"] == name}
+        reasons: list[str] = []
+        missing = [cid for cid in catalog if cid not in mine]
+        if missing:
+            reasons.append(f"not run: {', '.join(missing)}")
+        bad = [c for c in mine.values() if c["outcome"] != "passed"]
+        for c in bad[:8]:
+            first = (c.get("reason") or "").strip().splitlines()[:1]
+            reasons.append(f"{c['id']} {c['outcome']}" + (f": {first[0][:200]}" if first
+                                                           else ""))
+        if len(bad) > 8:
+            reasons.append(f"and {len(bad) - 8} more checks did not pass")
+        if not cluster["reachable"]:
+            reasons.append(f"cluster not reachable: {cluster.get('error')}")
+        if not cluster["aws"].get("available"):
+            reasons.append("AWS facts are required and could not be read"
+                           + (f" ({cluster['aws']['error']})" if cluster["aws"].get("error")
+                              else " (no AWS region/credentials for this cluster)"))
+        if cluster["reachable"] and not cluster["windows_nodes"]:
+            reasons.append("no Windows nodes to certify")
+        for node in cluster["windows_nodes"]:
+            if cluster["aws"].get("available") and not node.get("ami_id"):
+                reasons.append(f"node {node['name']}: its AMI could not be determined "
+                               f"(instance {node.get('instance_id')})")
+            elif expect_amis and node.get("ami_id") and node["ami_id"] not in expect_amis:
+                reasons.append(f"node {node['name']} runs AMI {node['ami_id']} "
+                               f"({node.get('ami_name') or 'unnamed'}), not "
+                               f"{' or '.join(expect_amis)}")
+        verdicts[name] = {"verdict": "failed" if reasons else "passed", "reasons": reasons,
+                          "bundle": None}
+    overall = "passed" if verdicts and all(v["verdict"] == "passed"
+                                           for v in verdicts.values()) else "failed"
+    return {"verdict": overall, "expect_amis": list(expect_amis), "clusters": verdicts}
+
+
+def dumps(doc: Any) -> bytes:
+    return (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode()
