@@ -57,6 +57,7 @@ def _verify(args: argparse.Namespace) -> int:
     except bundle.BundleError as err:
         raise UsageError(str(err)) from None
     print(verdict.line())
+    print(f"{args.bundle}: {bundle.PROVES}")
     return 0 if verdict.verdict == "passed" else 1
 
 
@@ -75,9 +76,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep.set_defaults(func=_report)
     ver = sub.add_parser(
         "verify-bundle", help="check a certification bundle and print its verdict",
-        description="Check a winstor-cert-*.tar.gz: every file matches SHA256SUMS and nothing "
-                    "is added or missing, results.json follows its schema, JUnit, results and "
-                    "verdict agree. Exit status: 0 intact and certified, 1 intact but not "
-                    "certified, 2 rejected (unreadable or modified).")
+        description="Check a winstor-cert-*.tar.gz: its bytes are exactly those the run "
+                    "wrote (the whole-file SHA-256 in its gzip header, gzip's CRC and length, "
+                    "nothing appended), every file matches SHA256SUMS and nothing is added or "
+                    "missing, results.json follows its schema, JUnit, results and verdict "
+                    "agree. That proves integrity, not authorship: anyone can build a bundle "
+                    "that passes. Exit status: 0 intact and certified, 1 intact but not "
+                    "certified, 2 rejected (unreadable, damaged or modified).")
     ver.add_argument("bundle", metavar="FILE", help="the bundle (.tar.gz)")
     ver.set_defaults(func=_verify)

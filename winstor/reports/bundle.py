@@ -6,12 +6,24 @@ diagnostics of its failed checks, the effective configuration (redacted),
 and a `SHA256SUMS` manifest in `sha256sum` format, so `sha256sum -c` works
 on the unpacked files as well as `winstor verify-bundle`.
 
-Verification rejects a bundle whose files do not match the manifest, that
-holds files the manifest does not list (or lacks listed ones), holds links,
-absolute or parent paths, or whose results do not follow the schema - and,
-because a manifest can be recomputed by whoever edits a file, one whose
-results, JUnit and verdict disagree with each other. It is an integrity
-check, not a signature: sign the archive for authenticity.
+The bundle is an ordinary .tar.gz whose gzip header carries one extra
+subfield (`WS`, which gzip, tar and zlib skip as RFC 1952 tells readers
+to): the SHA-256 of the whole file as written, taken with those 32 bytes
+zeroed. gzip's own CRC covers only the uncompressed data and is not read
+at all by tar once it has seen the end of the archive, so without the seal
+a bundle with bytes cut off its end, bytes appended, or a flipped byte in
+the gzip header (its time stamp, its padding bits) still unpacked cleanly.
+
+Verification rejects a bundle whose bytes differ from what the run wrote
+(the seal, gzip's CRC and length, nothing after the gzip stream, nothing
+but zeros after the tar's end-of-archive), whose files do not match the
+manifest, that holds files the manifest does not list (or lacks listed
+ones), holds links, absolute or parent paths, or whose results do not
+follow the schema - and, because the seal and the manifest can be
+recomputed by whoever edits a file, one whose results, JUnit and verdict
+disagree with each other. All of that is integrity, not authorship: a
+bundle rebuilt from scratch by anyone passes. Only a signature made with a
+key the reader trusts says who wrote it.
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ import hashlib
 import io
 import json
 import re
+import struct
 import tarfile
 import time
 import xml.etree.ElementTree as ET
@@ -34,6 +47,21 @@ MANIFEST = "SHA256SUMS"
 REQUIRED = ("results.json", "junit.xml", "report.html", "config.json")
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024
 _LINE = re.compile(r"^([0-9a-f]{64})  (\S.*)$")
+
+# The gzip header winstor writes: magic, deflate, FLG=FEXTRA, MTIME, XFL, OS, then XLEN and
+# one extra subfield `WS` holding the whole file's SHA-256 (see the module docstring).
+_FEXTRA = 0x04
+SEAL_ID = b"WS"
+_SEAL_LEN = 32
+_SEAL_AT = 16  # 10 bytes of fixed header, XLEN (2), SI1 SI2 (2), LEN (2)
+_HEADER_LEN = _SEAL_AT + _SEAL_LEN
+_EXTRA = struct.pack("<H", 4 + _SEAL_LEN) + SEAL_ID + struct.pack("<H", _SEAL_LEN)
+_TAR_BLOCK = 512
+
+#: What a verification proves, and what it does not; printed by `winstor verify-bundle`.
+PROVES = ("integrity only: the bytes are those the run wrote and its parts agree; anyone can "
+          "build a bundle that passes, so this says nothing about who wrote it (only a "
+          "signature checked with a key you trust does)")
 
 
 class BundleError(Exception):
@@ -52,7 +80,8 @@ class Verdict:
 
     def line(self) -> str:
         c = self.counts
-        return (f"{self.path}: intact ({len(self.files)} files match {MANIFEST}; results "
+        return (f"{self.path}: intact (its bytes match the whole-file SHA-256 and gzip CRC it "
+                f"was written with, {len(self.files)} files match {MANIFEST}; results "
                 f"schema v{results.SCHEMA_VERSION}); cluster {self.cluster}, run "
                 f"{self.run_id}: certification {self.verdict.upper()} ({c['passed']}/"
                 f"{c['total']} checks passed)"
@@ -86,18 +115,77 @@ def write(out_dir: Path, name: str, files: dict[str, bytes]) -> Path:
     manifest = "".join(f"{hashlib.sha256(data).hexdigest()}  {path}\n"
                        for path, data in sorted(files.items()))
     members = {**files, MANIFEST: manifest.encode()}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / name
-    tmp = out_dir / f".{name}.partial"
     now = int(time.time())
-    with tarfile.open(tmp, "w:gz") as tar:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:") as tar:
         for path in [MANIFEST, *sorted(files)]:
             data = members[path]
             info = tarfile.TarInfo(path)
             info.size, info.mtime, info.mode = len(data), now, 0o644
             tar.addfile(info, io.BytesIO(data))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / name
+    tmp = out_dir / f".{name}.partial"
+    tmp.write_bytes(seal(raw.getvalue(), now))
     tmp.replace(target)
     return target
+
+
+def seal(tar_bytes: bytes, mtime: int) -> bytes:
+    """`tar_bytes` as a gzip file whose header carries its own SHA-256.
+
+    Written by hand rather than with `gzip`, which has no way to add an extra field; the
+    digest is taken over the finished file with the digest's 32 bytes zeroed, so it
+    covers every other byte, header and trailer included.
+    """
+    comp = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = comp.compress(tar_bytes) + comp.flush()
+    head = (b"\x1f\x8b\x08" + bytes([_FEXTRA]) + struct.pack("<I", mtime & 0xFFFFFFFF)
+            + b"\x02\xff" + _EXTRA)
+    trailer = struct.pack("<II", zlib.crc32(tar_bytes), len(tar_bytes) & 0xFFFFFFFF)
+    digest = hashlib.sha256(head + bytes(_SEAL_LEN) + body + trailer).digest()
+    return head + digest + body + trailer
+
+
+def _unseal(path: Path, data: bytes) -> bytes:
+    """The tar inside `data`, once every byte of `data` is shown to be what `seal` wrote."""
+    if data[:2] != b"\x1f\x8b":
+        raise BundleError(f"bundle rejected: {path} is not a gzip-compressed tar archive")
+    if len(data) < _HEADER_LEN + 8:
+        raise BundleError(f"bundle rejected: {path} is truncated ({len(data)} bytes, shorter "
+                          "than a gzip header and trailer)")
+    if data[2] != 8 or data[3] != _FEXTRA or data[10:_SEAL_AT] != _EXTRA:
+        raise BundleError(f"bundle rejected: {path} does not start with the gzip header "
+                          "winstor writes (no whole-file SHA-256 seal): modified, repacked, "
+                          "or written by an older winstor")
+    inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        raw = inflate.decompress(data[_HEADER_LEN:], MAX_BUNDLE_BYTES + 1)
+    except zlib.error as err:
+        raise BundleError(f"bundle rejected: {path}: the compressed data is damaged "
+                          f"({err})") from None
+    if len(raw) > MAX_BUNDLE_BYTES:
+        raise BundleError(f"bundle rejected: larger than {MAX_BUNDLE_BYTES >> 20} MiB "
+                          "unpacked")
+    if not inflate.eof:
+        raise BundleError(f"bundle rejected: {path} is truncated (the compressed data stops "
+                          "before its end)")
+    rest = inflate.unused_data
+    if len(rest) < 8:
+        raise BundleError(f"bundle rejected: {path} is truncated (the gzip trailer has "
+                          f"{len(rest)} of its 8 bytes)")
+    if len(rest) > 8:
+        raise BundleError(f"bundle rejected: {len(rest) - 8} bytes follow the end of the gzip "
+                          f"stream in {path} (appended after the run wrote it)")
+    crc, size = struct.unpack("<II", rest)
+    if crc != zlib.crc32(raw) or size != len(raw) & 0xFFFFFFFF:
+        raise BundleError(f"bundle rejected: {path}: the gzip trailer's CRC or length does "
+                          "not match the data (damaged)")
+    blank = data[:_SEAL_AT] + bytes(_SEAL_LEN) + data[_HEADER_LEN:]
+    if hashlib.sha256(blank).digest() != data[_SEAL_AT:_HEADER_LEN]:
+        raise BundleError(f"bundle rejected: {path}: its bytes differ from those the run "
+                          "wrote (the whole-file SHA-256 in its header does not match)")
+    return raw
 
 
 def _read_members(path: Path) -> dict[str, bytes]:
@@ -106,9 +194,22 @@ def _read_members(path: Path) -> dict[str, bytes]:
     if not path.is_file():
         raise BundleError(f"{path} is not a file")
     try:
-        tar = tarfile.open(path, "r:gz")  # noqa: SIM115 - closed by the `with` below
-    except (tarfile.TarError, OSError, EOFError) as err:
-        raise BundleError(f"{path} is not a gzip-compressed tar archive ({err})") from None
+        if path.stat().st_size > MAX_BUNDLE_BYTES:
+            raise BundleError(f"bundle rejected: {path} is larger than "
+                              f"{MAX_BUNDLE_BYTES >> 20} MiB")
+        data = path.read_bytes()
+    except OSError as err:
+        raise BundleError(f"{path}: cannot read it ({err.strerror or err})") from None
+    return members_of(path, data)
+
+
+def members_of(path: Path, data: bytes) -> dict[str, bytes]:
+    """The files of the bundle whose bytes are `data` (read from `path`), or `BundleError`."""
+    raw = _unseal(path, data)
+    try:
+        tar = tarfile.open(fileobj=io.BytesIO(raw), mode="r:")  # noqa: SIM115 - closed below
+    except (tarfile.TarError, EOFError) as err:
+        raise BundleError(f"bundle rejected: {path} holds no tar archive ({err})") from None
     out: dict[str, bytes] = {}
     total = 0
     with tar:
@@ -129,8 +230,16 @@ def _read_members(path: Path) -> dict[str, bytes]:
                                       f"{MAX_BUNDLE_BYTES >> 20} MiB unpacked")
                 fh = tar.extractfile(m)
                 out[name] = fh.read() if fh else b""
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
-            raise BundleError(f"{path}: damaged archive ({err})") from None
+        except (tarfile.TarError, EOFError) as err:
+            raise BundleError(f"bundle rejected: {path}: damaged tar archive ({err})") from None
+        end = tar.offset
+    # tarfile stops quietly at a header it cannot read, taking it for the end: what
+    # follows the last member must be the end-of-archive marker (two zero blocks) and
+    # the zero padding of the record, nothing else.
+    tail = raw[end:]
+    if len(tail) < 2 * _TAR_BLOCK or len(raw) % _TAR_BLOCK or tail.count(0) != len(tail):
+        raise BundleError(f"bundle rejected: {path}: the tar archive does not end in its "
+                          f"end-of-archive marker at byte {end} (damaged or appended to)")
     return out
 
 
