@@ -201,3 +201,85 @@ def test_planted_secrets_appear_nowhere(tmp_path: Path) -> None:
         leaks = [name for name, text in files.items() if secret in text]
         assert leaks == [], f"{secret[:6]}... leaked into {leaks}"
         assert secret not in output, f"{secret[:6]}... leaked into pytest's output"
+
+
+def test_paths_and_names_are_not_secrets() -> None:
+    """PWD contains "pwd" and AWS_SHARED_CREDENTIALS_FILE "credential", but they hold a
+    directory and a path: redacting them hid the working directory in every report."""
+    for name in ("PWD", "OLDPWD", "HOME", "USER", "LOGNAME", "SHELL", "PATH", "PYTHONPATH",
+                 "AWS_SHARED_CREDENTIALS_FILE", "PGPASSFILE", "KUBE_TOKEN_PATH",
+                 "secretName", "SECRETS_DIR"):
+        assert not redact.is_secret_name(name), name
+    for name in ("MYSQL_PWD", "DB_PWD", "db-password", "AWS_SECRET_ACCESS_KEY",
+                 "AWS_SESSION_TOKEN", "GITHUB_TOKEN", "client-key-data", "SMB_PASSWORD"):
+        assert redact.is_secret_name(name), name
+    r = Redactor()
+    text = "PWD=/work/main OLDPWD=/home/u HOME=/home/u"
+    assert r.text(text) == text
+    assert r.text('{"PWD": "/work/main", "DB_PWD": "abcdef12"}') == \
+        f'{{"PWD": "/work/main", "DB_PWD": "{REDACTED}"}}'
+    assert r.text("export MYSQL_PWD=s3cr3tzz") == f"export MYSQL_PWD={REDACTED}"
+    assert r.data({"PWD": "/w", "HOME": "/h", "MYSQL_PWD": "x"}) == {
+        "PWD": "/w", "HOME": "/h", "MYSQL_PWD": REDACTED}
+    env = {"PWD": "/work/some/dir", "OLDPWD": "/work/other/dir", "MY_DB_PASSWORD": "pw-12345678"}
+    learned = Redactor.from_environment(env).values
+    assert "pw-12345678" in learned and not {"/work/some/dir", "/work/other/dir"} & learned
+
+
+WORKDIR_PLANT = '''
+"""Shows the working directory, and a secret, where a check's report carries them."""
+import os
+
+import pytest
+from winstor.plugin import checks
+from winstor.plugin.reports import EVIDENCE
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    result = yield
+    check = checks.check_of(item)
+    if check is None or check[0] != "NODES-READY-01":
+        return result
+    cwd, secret = os.getcwd(), os.environ["MY_DB_PASSWORD"]
+    item.stash[EVIDENCE]["workdir"] = {
+        "cwd": cwd, "env_line": "PWD=" + os.environ["PWD"],
+        "shell": "OLDPWD=" + os.environ["OLDPWD"], "seen": "found " + secret}
+    pytest.fail(f"planted failure in {cwd} (PWD={os.environ['PWD']}), database "
+                f"password {secret}", pytrace=False)
+'''
+
+
+def test_a_report_keeps_the_working_directory(tmp_path: Path) -> None:
+    """A catalog run started in a directory (PWD set, as shells do): results.json,
+    report.html, junit.xml and pytest's output show that directory where the run met it
+    (its evidence, its failure message, the report directory it chose), and a secret
+    planted beside it is gone from all of them."""
+    (tmp_path / "plant_workdir.py").write_text(WORKDIR_PLANT)
+    work = tmp_path / "work"
+    work.mkdir()
+    secret = "planted-db-pw-66120"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "PWD": str(work), "OLDPWD": str(ROOT),
+           "MY_DB_PASSWORD": secret}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "plant_workdir", str(ROOT / "suites"),
+         "--sim-clusters", "1", "-k", "NODES-READY-01", "--report-dir=reports",
+         "--run-id=t-workdir"],
+        cwd=work, capture_output=True, text=True, timeout=600, env=env)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output[-3000:]
+    run_dir = work / "reports" / "t-workdir"
+    doc = check_run_dir(run_dir, proc.stdout)
+    (check,) = [c for c in doc["checks"] if c["id"] == "NODES-READY-01"]
+    assert check["evidence"]["workdir"] == {
+        "cwd": str(work), "env_line": f"PWD={work}", "shell": f"OLDPWD={ROOT}",
+        "seen": f"found {REDACTED}"}
+    assert f"planted failure in {work} (PWD={work})" in check["reason"]
+    assert doc["run"]["options"]["report_dir"] == str(work / "reports")
+    html = (run_dir / "report.html").read_text()
+    junit = (run_dir / "junit.xml").read_text()
+    for text in (html, junit, output):
+        assert f"planted failure in {work} (PWD={work})" in text
+    files = _every_output(work / "reports")
+    assert [name for name, text in files.items() if secret in text] == []
+    assert secret not in output

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,26 +30,47 @@ _SECRET_WORDS = (r"secret|token|passw(?:or)?d|passwd|pwd|credential|api[_-]?key|
                  r"|private[_-]?key|session[_-]?key|client[_-]?key(?:[_-]?data)?|authorization"
                  r"|auth[_-]?token|sas[_-]?key|connection[_-]?string")
 SECRET_NAME = re.compile(rf"(?i)({_SECRET_WORDS})")
-# Names that look like secrets but name a reference, not the secret itself.
+# Names that look like secrets but name something else: a reference to a secret, where
+# one is kept (AWS_SHARED_CREDENTIALS_FILE, PGPASSFILE, a token path: paths are never
+# redacted), or the shell's working directories PWD and OLDPWD - "pwd" stays a secret
+# word for every other name (MYSQL_PWD, DB_PWD are passwords).
 _NOT_SECRET_NAME = re.compile(r"(?i)(secret[_-]?name|secretref|secret[_-]?namespace"
-                              r"|token[_-]?(?:file|path|expir\w*)|tokens?[_-]?count)$")
+                              r"|token[_-]?expir\w*|tokens?[_-]?count"
+                              r"|file|path|dir|directory|home|^(?:old)?pwd)$")
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a variable, key or field of this name holds a credential (see above)."""
+    return bool(SECRET_NAME.search(name)) and not _NOT_SECRET_NAME.search(name)
+
 
 # The shortest known value replaced as a literal: shorter ones ("test", "x")
 # would shred ordinary words; their shapes are still caught by the patterns.
 MIN_LITERAL = 8
 
-_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+# name: value, name=value, "name": "value" (YAML, env files, JSON, command lines), where
+# the name is a secret's (`is_secret_name`: PWD=/work/x keeps its path).
+# The look-behind starts a match only where a name starts: without it every position
+# inside a long word was tried, quadratic in the word's length (most of a report's cost).
+_NAMED_VALUE = re.compile(
+    rf"(?i)([\"']?(?<![\w.-])([\w.-]*(?:{_SECRET_WORDS})[\w.-]*)[\"']?[ \t]*[:=][ \t]*)"
+    r"([\"']?)(?!\[REDACTED\])([^\s\"',;}\]<>&]{3,})")
+
+
+def _named_value(m: re.Match[str]) -> str:
+    if not is_secret_name(m.group(2)):
+        return m.group(0)
+    return f"{m.group(1)}{m.group(3)}{REDACTED}"
+
+
+_PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----",
                 re.S), REDACTED),
     (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{6,}"), rf"\1\2{REDACTED}"),
     (re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA|AIDA|AROA|AIPA|ANPA|ANVA|APKA|AGPA)[A-Z0-9]{16}\b"),
      REDACTED),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), REDACTED),
-    # name: value, name=value, "name": "value" (YAML, env files, JSON, command lines)
-    # The look-behind starts a match only where a name starts: without it every position
-    # inside a long word was tried, quadratic in the word's length (most of a report's cost).
-    (re.compile(rf"(?i)([\"']?(?<![\w.-])[\w.-]*(?:{_SECRET_WORDS})[\w.-]*[\"']?[ \t]*[:=][ \t]*)"
-                r"([\"']?)(?!\[REDACTED\])([^\s\"',;}\]<>&]{3,})"), rf"\1\2{REDACTED}"),
+    (_NAMED_VALUE, _named_value),
     # user:password@host in URLs and SMB paths
     (re.compile(r"(://[^/\s:@]+):[^/\s@]+@"), rf"\1:{REDACTED}@"),
     # PowerShell: ConvertTo-SecureString 'x' / -String 'x'; -Password x
@@ -59,10 +80,6 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # net use \\server\share PASSWORD /user:NAME
     (re.compile(r"(?i)(\bnet\s+use\s+\S+\s+\\\\\S+\s+)(?!/)(\S+)"), rf"\1{REDACTED}"),
 ]
-
-
-def is_secret_name(name: str) -> bool:
-    return bool(SECRET_NAME.search(name)) and not _NOT_SECRET_NAME.search(name)
 
 
 class Redactor:
