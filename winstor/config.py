@@ -7,6 +7,7 @@ what was expected.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -65,9 +66,18 @@ class Timeouts:
             if key not in known:
                 raise ConfigError(f"{path}: unknown timeout {key!r} (known: "
                                   f"{', '.join(sorted(known))})")
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"{path}: {key} must be a positive number of seconds")
-            values[key] = float(value)
+            # YAML reads .nan and .inf as floats (NaN fails every comparison), and an int
+            # of 400 digits overflows float(): all three are refused, not waited on.
+            seconds = math.nan
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                try:
+                    seconds = float(value)
+                except OverflowError:
+                    seconds = math.inf
+            if not math.isfinite(seconds) or seconds <= 0:
+                raise ConfigError(f"{path}: {key} must be a positive number of seconds, "
+                                  f"not {str(value)[:40]!r}")
+            values[key] = seconds
         return replace(base, **values)
 
 

@@ -19,6 +19,7 @@ RUN_NAMESPACE_SUFFIXES = ("", "host")
 
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_LONGEST = 100 * 366 * 86400  # older than any run; more would only overflow the clock
 
 
 def parse_duration(text: str) -> float:
@@ -27,11 +28,17 @@ def parse_duration(text: str) -> float:
     if not spec or _DURATION.sub("", spec):
         raise ValueError(f"--older-than {text!r}: not a duration (use e.g. 45s, 30m, 2h, 1d, "
                          "1h30m)")
-    seconds = float(sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION.findall(spec)))
+    try:
+        seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION.findall(spec))
+    except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
+        seconds = _LONGEST + 1
+    if seconds > _LONGEST:  # also before float(), which overflows on a long enough number
+        raise ValueError(f"--older-than {text!r}: longer than 100 years (--all removes every "
+                         "run's leftovers)")
     if seconds <= 0:
         raise ValueError(f"--older-than {text!r}: must be longer than zero (--all removes "
                          "every run's leftovers)")
-    return seconds
+    return float(seconds)
 
 
 def run_namespace_names(run: str) -> set[str]:

@@ -25,6 +25,7 @@ checks the arguments and runs those steps in the order above.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import sys
@@ -78,7 +79,7 @@ def validate(args: argparse.Namespace) -> tuple[Selector, list[str]]:
         older = parse_duration(args.older_than) if args.older_than else None
     except ValueError as err:
         raise UsageError(str(err)) from None
-    if args.timeout <= 0:
+    if not math.isfinite(args.timeout) or args.timeout <= 0:  # float() reads nan and inf
         raise UsageError(f"--timeout {args.timeout:g}: must be a positive number of seconds")
     names, current = _kube_contexts(args.kubeconfig)
     contexts = list(dict.fromkeys(args.context))

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from winstor.cli.args import help_of
+from winstor.cli.args import go_duration, help_of
 from winstor.config import ConfigError
 from winstor.errors import UsageError
 from winstor.targets import kindconfig, kindstate
@@ -321,8 +321,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "(default: kind's own)")
     up.add_argument("--region", default="us-west-2", help="AWS region the moto server "
                     "answers for (default us-west-2)")
-    up.add_argument("--wait", default="180s", help="how long kind waits for the control "
-                    "plane (kind's --wait; default 180s)")
+    up.add_argument("--wait", default="180s", type=go_duration,
+                    help="how long kind waits for the control plane (kind's --wait; default "
+                         "180s)")
     up.set_defaults(func=_up)
     down = kind_sub.add_parser("down", help="delete the cluster, stop the mocks, remove the "
                                "settings")

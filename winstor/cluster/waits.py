@@ -19,6 +19,7 @@ count the API requests polling would have cost on the same run. Unset (or
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import threading
@@ -380,7 +381,7 @@ def poll_interval() -> float:
         value = float(raw) if raw else UPSTREAM_POLL_INTERVAL
     except ValueError:
         raise ValueError(f"{POLL_INTERVAL_ENV}={raw!r}: expected seconds") from None
-    if value <= 0:
+    if not math.isfinite(value) or value <= 0:  # float() reads nan and inf
         raise ValueError(f"{POLL_INTERVAL_ENV}={raw!r}: expected a positive number of seconds")
     return value
 
