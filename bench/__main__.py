@@ -42,10 +42,9 @@ from winstor.sim.timing import EKS_LATENCY, MINIMUM_PARTS, minimum_critical_seco
 from winstor.targets.embedded import LaunchError
 
 from . import faults, polling, simspeed
-from .catalog import CatalogRun, run_catalog
+from .catalog import DEFAULT_SCALE, CatalogRun, run_catalog
 
 PARTS = ("catalog", "eks-like", "poll", "faults", "ready", "exec")
-DEFAULT_SCALE = 0.002  # what `winstor sim up` and the suite's own sim use
 MINIMUM_NOTE = (
     "minimum = " + " + ".join(f"{n} x {what} {EKS_LATENCY[what]:g} s" for what, n in MINIMUM_PARTS)
     + f" = {minimum_critical_seconds():g} s (EKS_LATENCY): one servercore pull, the two "

@@ -22,9 +22,7 @@ from __future__ import annotations
 from winstor.cluster.waits import POLL_INTERVAL_ENV, UPSTREAM_POLL_INTERVAL
 from winstor.config import Timeouts
 
-from .catalog import CatalogRun, run_catalog
-
-DEFAULT_SCALE = 0.002  # what `winstor sim up` and the suite's own sim use
+from .catalog import DEFAULT_SCALE, CatalogRun, run_catalog
 
 
 def modelled_interval(scale: float = DEFAULT_SCALE) -> float:

@@ -7,7 +7,8 @@ watches the clusters' events and records when each check failed, for the
 fault-detection benchmark.
 
 `python -m bench.catalog [--clusters 1 2 4]` is `python -m bench --parts
-catalog`: the catalog part of the benchmark table alone.
+catalog`: the catalog part of the benchmark table alone (`__main__.py` beside
+this file, so that this part, like every part, never imports the driver).
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from typing import Any
 from winstor.cluster.kube import Api
 from winstor.targets.embedded import SimProcess
 
-from .eventlog import EventLog
-from .failclock import ENV as FAILCLOCK_ENV
-from .simmetrics import Costs, costs, scrape
+from ..eventlog import EventLog
+from ..failclock import ENV as FAILCLOCK_ENV
+from ..simmetrics import Costs, costs, scrape
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_SCALE = 0.002  # what `winstor sim up` and the suite's own sim use
 
 
 @dataclass
@@ -63,7 +65,7 @@ class CatalogRun:
 def run_catalog(clusters: int, workers: int = 1, *, scenarios: tuple[str, ...] = (),
                 env: dict[str, str] | None = None, strategy: str = "watch",
                 record_failures: bool = False, pytest_args: tuple[str, ...] = (),
-                timeouts: str = "sim", time_scale: float = 0.002) -> CatalogRun:
+                timeouts: str = "sim", time_scale: float = DEFAULT_SCALE) -> CatalogRun:
     """One run of the catalog against a fresh sim; `strategy` poll needs `env` to
     carry the poll interval (see `bench.polling`)."""
     sim = SimProcess(clusters, list(scenarios), time_scale=time_scale)
@@ -127,9 +129,3 @@ def process_cpu(pid: int) -> float | None:
     except (OSError, IndexError):
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-if __name__ == "__main__":
-    from .__main__ import main
-
-    main(["--parts", "catalog", *sys.argv[1:]])
