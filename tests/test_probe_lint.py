@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from winstor.cluster import probes
-from winstor.sim import powershell, twins
-from winstor.sim.windows import ContainerView, SmbShare, Volume, WindowsNode
+from winstor.sim.nodes import powershell, twins
+from winstor.sim.nodes.windows import ContainerView, SmbShare, Volume, WindowsNode
 
 PROBE_FILES = sorted(probes.PROBES_DIR.glob("*.ps1"))
 

@@ -27,11 +27,11 @@ from kubernetes import client, config, utils
 from helpers import ROOT, run_suite
 from inspect_cluster import leftovers
 from test_scenarios import ALL
-from winstor.sim import rbac
-from winstor.sim.errors import ApiError
-from winstor.sim.kinds import kind_of
-from winstor.sim.store import Store
-from winstor.sim.tokens import TokenIssuer
+from winstor.sim.api import rbac
+from winstor.sim.api.errors import ApiError
+from winstor.sim.api.kinds import kind_of
+from winstor.sim.api.store import Store
+from winstor.sim.api.tokens import TokenIssuer
 from winstor.targets.embedded import SimProcess
 
 KUBECTL = shutil.which("kubectl")

@@ -12,8 +12,8 @@ import json
 import pytest
 
 from winstor.cluster import probes
-from winstor.sim import powershell
-from winstor.sim.linux import (
+from winstor.sim.nodes import powershell
+from winstor.sim.nodes.linux import (
     MAPPINGS_FILE,
     SHARE_DIR,
     LinuxContainerView,

@@ -1,10 +1,10 @@
-"""Self-tests of winstor.sim.patch: the three PATCH formats as kube-apiserver applies them.
+"""Self-tests of winstor.sim.api.patch: the three PATCH formats as kube-apiserver applies them.
 
 Where kubectl is installed, two more things are checked against the real Go
 code: `kubectl patch --local` (apimachinery's own strategic merge and json
 patch) must give the same result as ours, and `kubectl apply` must work
 end to end against a tiny server built only from this module and
-winstor.sim.schema (OpenAPI v3, strict field validation, three-way patch).
+winstor.sim.api.schema (OpenAPI v3, strict field validation, three-way patch).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from winstor.sim.patch import PatchError, apply_patch, decoding_error
-from winstor.sim.schema import SchemaError, SchemaRegistry
+from winstor.sim.api.patch import PatchError, apply_patch, decoding_error
+from winstor.sim.api.schema import SchemaError, SchemaRegistry
 
 SMP = "application/strategic-merge-patch+json"
 MERGE = "application/merge-patch+json"

@@ -1,4 +1,4 @@
-"""Self-tests of winstor.sim.schema: decoding checks, patch metadata and OpenAPI v3.
+"""Self-tests of winstor.sim.api.schema: decoding checks, patch metadata and OpenAPI v3.
 
 The expected texts are kube-apiserver's own (its field-validation integration
 test and messages users meet from `kubectl apply`).
@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from winstor.sim.schema import (
+from winstor.sim.api.schema import (
     ARRAY,
     OBJECT,
     SchemaError,

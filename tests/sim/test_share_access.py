@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from winstor.sim import powershell
-from winstor.sim.windows import ContainerView, SmbShare, WindowsNode, WinError
+from winstor.sim.nodes import powershell
+from winstor.sim.nodes.windows import ContainerView, SmbShare, WindowsNode, WinError
 
 
 def _pod(read_only: bool = True) -> tuple[ContainerView, SmbShare]:

@@ -12,8 +12,8 @@ import threading
 
 import pytest
 
-from winstor.sim import powershell
-from winstor.sim.windows import (
+from winstor.sim.nodes import powershell
+from winstor.sim.nodes.windows import (
     ContainerView,
     Filesystem,
     Service,

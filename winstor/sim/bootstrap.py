@@ -16,13 +16,24 @@ record of its "mapping" (absent under `smb-mapping-missing`).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Set
 from typing import TYPE_CHECKING, Any
 
-from .kinds import kind_of
-from .topology import KERNEL_REVISION, KIND_CLUSTER, KIND_HOST_KERNEL, OS_IMAGES, NodePlan
+from .api.kinds import kind_of
+from .api.store import Store
+from .nodes.workloads import Workloads
+from .topology import (
+    KERNEL_REVISION,
+    KIND_CLUSTER,
+    KIND_HOST_KERNEL,
+    OS_IMAGES,
+    ClusterPlan,
+    NodePlan,
+)
 
 if TYPE_CHECKING:
-    from .cluster import Cluster
+    from .aws import ClusterAws
+    from .cloud import SimCloud
 
 NS = kind_of("v1", "Namespace")
 NODE = kind_of("v1", "Node")
@@ -38,32 +49,37 @@ STAND_IN_LABEL = "winstor.io/windows-stand-in"
 KIND_NODE_VERSIONS = {"1.31": "v1.31.2", "1.32": "v1.32.0"}
 
 
-async def seed(cluster: Cluster) -> None:
-    plan = cluster.plan
-    store = cluster.store
+async def seed(plan: ClusterPlan, scenarios: Set[str], store: Store, workloads: Workloads,
+               aws: SimCloud | None) -> ClusterAws | None:
+    """Fill `store` and `workloads` as the cluster starts; returns the cluster's AWS
+    resources (instances, FSx) seeded in `aws`, or None without AWS.
+
+    The parts come as arguments rather than as the cluster, so that the cluster,
+    which calls this, is the only module that knows them all.
+    """
+    aws_cluster: ClusterAws | None = None
     for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
         store.create(NS, {"metadata": {"name": ns, "labels": {
             "kubernetes.io/metadata.name": ns}}, "spec": {"finalizers": ["kubernetes"]},
             "status": {"phase": "Active"}})
     aws_nodes: dict[str, Any] = {}
-    if cluster.aws is not None:  # kind too: no instances, but the FSx its share plays
+    if aws is not None:  # kind too: no instances, but the FSx its share plays
         loop = asyncio.get_running_loop()
-        cluster.aws_cluster = await loop.run_in_executor(None, cluster.aws.seed_for_plan, plan)
-        aws_nodes = cluster.aws_cluster.nodes
-    has_driver = plan.flavour == "eks" and "intree-without-csi-driver" not in cluster.scenarios
+        aws_cluster = await loop.run_in_executor(None, aws.seed_for_plan, plan)
+        aws_nodes = aws_cluster.nodes
+    has_driver = plan.flavour == "eks" and "intree-without-csi-driver" not in scenarios
     for node in plan.nodes:
         facts = aws_nodes.get(node.name)
-        store.create(NODE, _node_object(cluster, node, facts))
+        store.create(NODE, _node_object(plan, scenarios, node, facts))
         if plan.flavour == "kind":
-            cluster.workloads.add_linux_node(node)
+            workloads.add_linux_node(node)
         if node.os == "windows":
-            cluster.workloads.add_windows_node(node, csi_proxy=_csi_proxy_version(facts)
-                                               if "no-csi-proxy" not in cluster.scenarios
-                                               else None)
+            workloads.add_windows_node(node, csi_proxy=_csi_proxy_version(facts)
+                                       if "no-csi-proxy" not in scenarios else None)
         if plan.flavour == "eks":
             drivers = []
             plugin_ok = has_driver and (node.os == "linux"
-                                        or "no-csi-proxy" not in cluster.scenarios)
+                                        or "no-csi-proxy" not in scenarios)
             if plugin_ok:
                 drivers.append({"name": EBS_DRIVER,
                                 "nodeID": facts.instance_id if facts else node.name,
@@ -80,20 +96,21 @@ async def seed(cluster: Cluster) -> None:
                     "ownerReferences": []},
                 "spec": {"drivers": drivers}})
     if plan.flavour == "eks":
-        _seed_eks_storage(cluster, has_driver)
-        if cluster.aws_cluster is not None and "smb-mapping-missing" not in cluster.scenarios:
-            fsx = cluster.aws_cluster.fsx
-            cluster.workloads.map_share_on_windows_nodes(fsx.share_remote_path, SHARE_DIR)
+        _seed_eks_storage(plan, scenarios, store, has_driver)
+        if aws_cluster is not None and "smb-mapping-missing" not in scenarios:
+            fsx = aws_cluster.fsx
+            workloads.map_share_on_windows_nodes(fsx.share_remote_path, SHARE_DIR)
     else:
         store.create(SC, {
             "metadata": {"name": "standard", "annotations": {
                 "storageclass.kubernetes.io/is-default-class": "true"}},
             "provisioner": "rancher.io/local-path", "reclaimPolicy": "Delete",
             "volumeBindingMode": "WaitForFirstConsumer"})
-        fsx = cluster.aws_cluster.fsx if cluster.aws_cluster is not None else None
-        missing = fsx is None or "smb-mapping-missing" in cluster.scenarios
-        cluster.workloads.set_up_stand_ins(None if missing else fsx.share_remote_path,
-                                           SHARE_DIR.replace("\\", "/"))
+        fsx = aws_cluster.fsx if aws_cluster is not None else None
+        missing = fsx is None or "smb-mapping-missing" in scenarios
+        workloads.set_up_stand_ins(None if missing else fsx.share_remote_path,
+                                   SHARE_DIR.replace("\\", "/"))
+    return aws_cluster
 
 
 def _csi_proxy_version(facts: Any) -> str:
@@ -103,8 +120,7 @@ def _csi_proxy_version(facts: Any) -> str:
     return expected_csi_proxy_version(name) or "1.1.3"
 
 
-def _node_object(cluster: Cluster, node: NodePlan, facts: Any) -> dict:
-    plan = cluster.plan
+def _node_object(plan: ClusterPlan, scenarios: Set[str], node: NodePlan, facts: Any) -> dict:
     labels = {
         "kubernetes.io/os": node.os, "beta.kubernetes.io/os": node.os,
         "kubernetes.io/arch": "amd64", "beta.kubernetes.io/arch": "amd64",
@@ -172,7 +188,7 @@ def _node_object(cluster: Cluster, node: NodePlan, facts: Any) -> dict:
     ] + [{"type": "Ready", "status": "True", "reason": "KubeletReady",
           "message": "kubelet is posting ready status", "lastHeartbeatTime": now,
           "lastTransitionTime": now}]
-    if windows and "windows-nodes-not-ready" in cluster.scenarios:
+    if windows and "windows-nodes-not-ready" in scenarios:
         # What the node lifecycle controller makes of a kubelet gone silent.
         for c in conditions:
             c.update(status="Unknown", reason="NodeStatusUnknown",
@@ -196,15 +212,15 @@ def _node_object(cluster: Cluster, node: NodePlan, facts: Any) -> dict:
     }
 
 
-def _seed_eks_storage(cluster: Cluster, has_driver: bool) -> None:
-    store = cluster.store
+def _seed_eks_storage(plan: ClusterPlan, scenarios: Set[str], store: Store,
+                      has_driver: bool) -> None:
     store.create(SC, {
         "metadata": {"name": "gp2", "annotations": {
             "storageclass.kubernetes.io/is-default-class": "true"}},
         "parameters": {"fsType": "ext4", "type": "gp2"},
         "provisioner": "kubernetes.io/aws-ebs", "reclaimPolicy": "Delete",
         "volumeBindingMode": "WaitForFirstConsumer"})
-    if "two-default-classes" in cluster.scenarios:
+    if "two-default-classes" in scenarios:
         # A second default, as when an add-on installs its own class marked default.
         store.create(SC, {
             "metadata": {"name": "gp3", "annotations": {
@@ -220,9 +236,9 @@ def _seed_eks_storage(cluster: Cluster, has_driver: bool) -> None:
             "app.kubernetes.io/managed-by": "EKS"}},
         "spec": {"attachRequired": True, "podInfoOnMount": False,
                  "fsGroupPolicy": "ReadWriteOnceWithFSType"}})
-    windows = [n for n in cluster.plan.nodes if n.os == "windows"]
-    linux = [n for n in cluster.plan.nodes if n.os == "linux"]
-    proxy_ok = "no-csi-proxy" not in cluster.scenarios
+    windows = [n for n in plan.nodes if n.os == "windows"]
+    linux = [n for n in plan.nodes if n.os == "linux"]
+    proxy_ok = "no-csi-proxy" not in scenarios
     for name, nodes, selector, ready in (
             ("ebs-csi-node", linux, {"kubernetes.io/os": "linux"}, len(linux)),
             ("ebs-csi-node-windows", windows, {"kubernetes.io/os": "windows"},

@@ -3,6 +3,13 @@
 The API server hands every request to `Cluster.handle`; the controllers run
 on the same event loop and react to store changes, so everything a client
 sees happens in the order a real control plane would produce it.
+
+This is where the parts meet, and the only place that knows them all: the
+API machinery (`api`), the node models (`nodes`), the controllers and AWS
+(`cloud`) do not import this module. `Cluster` satisfies the small
+interfaces they declare instead - `api.apiserver.Backend` for the API server,
+`controllers.base.ClusterParts` for the controllers - and hands the rest over
+as constructor arguments.
 """
 
 from __future__ import annotations
@@ -12,20 +19,21 @@ import logging
 import secrets
 from typing import Any
 
-from . import admission, bootstrap, rbac
+from . import bootstrap
+from .api import admission, rbac
+from .api.errors import ApiError
+from .api.events import Recorder
+from .api.faults import Faults
+from .api.kinds import Kind
+from .api.registry import Registry
+from .api.schema import SchemaRegistry
+from .api.store import Store
+from .api.tokens import TokenIssuer
 from .controllers import Controllers
-from .errors import ApiError
-from .events import Recorder
-from .faults import Faults
-from .kinds import Kind
 from .metrics import Metrics
-from .registry import Registry
-from .schema import SchemaRegistry
-from .store import Store
+from .nodes.workloads import ExecTarget, Workloads
 from .timing import Clock
-from .tokens import TokenIssuer
 from .topology import ClusterPlan
-from .workloads import ExecTarget, Workloads
 
 log = logging.getLogger("winstor.sim.cluster")
 
@@ -51,7 +59,7 @@ class Cluster:
         self.clock = Clock(scale=time_scale)
         self.events = Recorder(self.store)
         self.registry = Registry(self.store, self.schemas, self._admit)
-        self.workloads = Workloads(self)
+        self.workloads = Workloads(self.store, self.flavour, scenarios)
         self.controllers = Controllers(self)
         self.bookmark_interval = 1.0
         self.rbac = rbac.Authorizer(self.store, plan.kube_version)
@@ -59,7 +67,8 @@ class Cluster:
 
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
-        await bootstrap.seed(self)
+        self.aws_cluster = await bootstrap.seed(self.plan, self.scenarios, self.store,
+                                                self.workloads, self.aws)
         rbac.seed(self.store)
         self.controllers.start()
 

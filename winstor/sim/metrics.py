@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from .kinds import Kind, kind_of
-from .workloads import is_host_process
+from .api.kinds import Kind, kind_of
+from .nodes.workloads import is_host_process
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .api.store import Store
 
 NODES = kind_of("v1", "Node")
 

@@ -24,7 +24,7 @@ from aiohttp import ClientSession, TCPConnector, web
 
 from . import scenarios as scenario_mod
 from . import tls, topology
-from .apiserver import ApiServer
+from .api.apiserver import ApiServer
 from .cluster import Cluster
 
 log = logging.getLogger("winstor.sim")

@@ -1,7 +1,7 @@
 """What each emulated cluster is made of: versions, node groups, zones.
 
 The `kind` flavour is a laptop's kind cluster instead: a control plane and a
-worker that stands in for the Windows node (see `winstor.sim.linux`).
+worker that stands in for the Windows node (see `winstor.sim.nodes.linux`).
 
 Cluster 1 is the seed's picture (EKS 1.31, an ltsc2019 node group across two
 zones). Cluster 2 differs the way a fleet's clusters do: a newer Kubernetes

@@ -3,36 +3,36 @@
 Every store change marks the loop dirty; each pass lets every controller look
 at the whole (small) cluster and start whatever work is missing. Slow work -
 provisioning, attaching, pulling - runs as keyed tasks so the same work is
-never started twice, just as real controllers key their work queues.
+never started twice, just as real controllers key their work queues
+(`base.WorkQueue`).
+
+The controllers get the cluster's parts through `base.ClusterParts`, so this
+package imports nothing that imports it back: `winstor.sim.cluster` builds
+`Controllers(self)` from outside.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from ..cluster import Cluster
+from .apps import Apps
+from .base import ClusterParts, Controller, WorkQueue
+from .kubelet import Kubelet
+from .lifecycle import Lifecycle
+from .scheduler import Scheduler
+from .volumes import Volumes
 
 log = logging.getLogger("winstor.sim.controllers")
 
 
-class Controllers:
-    def __init__(self, cluster: Cluster) -> None:
-        from .apps import Apps
-        from .kubelet import Kubelet
-        from .lifecycle import Lifecycle
-        from .scheduler import Scheduler
-        from .volumes import Volumes
-
+class Controllers(WorkQueue):
+    def __init__(self, cluster: ClusterParts) -> None:
+        super().__init__()
         self.cluster = cluster
-        self.dirty = asyncio.Event()
-        self.tasks: dict[str, asyncio.Task[Any]] = {}
-        self.members = [Lifecycle(cluster, self), Apps(cluster, self),
-                        Volumes(cluster, self), Scheduler(cluster, self),
-                        Kubelet(cluster, self)]
+        self.members: list[Controller] = [
+            Lifecycle(cluster, self), Apps(cluster, self), Volumes(cluster, self),
+            Scheduler(cluster, self), Kubelet(cluster, self)]
         self._loop_task: asyncio.Task[None] | None = None
         cluster.store.add_listener(lambda *_: self.dirty.set())
 
@@ -46,35 +46,6 @@ class Controllers:
                 task.cancel()
         await asyncio.gather(*[t for t in [self._loop_task, *self.tasks.values()] if t],
                              return_exceptions=True)
-
-    def spawn(self, key: str, coro: Coroutine[Any, Any, Any]) -> bool:
-        """Start keyed work unless the same key is already running."""
-        task = self.tasks.get(key)
-        if task is not None and not task.done():
-            coro.close()
-            return False
-        task = asyncio.get_running_loop().create_task(self._guard(key, coro))
-        self.tasks[key] = task
-        return True
-
-    def running(self, key: str) -> bool:
-        task = self.tasks.get(key)
-        return task is not None and not task.done()
-
-    async def _guard(self, key: str, coro: Coroutine[Any, Any, Any]) -> None:
-        try:
-            await coro
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("controller task %s failed", key)
-        finally:
-            self.dirty.set()
-
-    def later(self, delay: float) -> None:
-        """Ask for another pass after `delay` seconds (a requeue with backoff)."""
-        loop = asyncio.get_running_loop()
-        loop.call_later(delay, self.dirty.set)
 
     async def _run(self) -> None:
         while True:

@@ -7,8 +7,8 @@ import hashlib
 import json
 import secrets
 
-from .. import admission, defaults
-from ..errors import ApiError
+from ..api import admission, defaults
+from ..api.errors import ApiError
 from .base import (
     DEPLOYMENTS,
     PODS,

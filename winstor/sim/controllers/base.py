@@ -1,15 +1,29 @@
-"""Shared plumbing for controllers: kinds, owner references, conditions."""
+"""Shared plumbing for controllers: what they see of the cluster, the work queue,
+kinds, owner references, conditions.
+
+The controllers do not import the cluster that runs them: `ClusterParts` names
+the parts they use (store, event recorder, clock, node models, EBS, ...) and
+`winstor.sim.cluster.Cluster` satisfies it. That keeps the import graph one
+way - the cluster assembles the controllers, never the reverse - and lets a
+test drive a controller with any object that has those parts.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import asyncio
+import logging
+from collections.abc import Coroutine, Set
+from typing import Any, Protocol
 
-from ..kinds import kind_of
-from ..store import now_iso
+from ..api.events import Recorder
+from ..api.kinds import kind_of
+from ..api.store import Store, now_iso
+from ..metrics import Metrics
+from ..nodes.workloads import Workloads
+from ..timing import Clock
+from ..topology import ClusterPlan
 
-if TYPE_CHECKING:
-    from ..cluster import Cluster
-    from . import Controllers
+log = logging.getLogger("winstor.sim.controllers")
 
 PODS = kind_of("v1", "Pod")
 PVCS = kind_of("v1", "PersistentVolumeClaim")
@@ -25,8 +39,105 @@ CSINODES = kind_of("storage.k8s.io/v1", "CSINode")
 ATTACHMENTS = kind_of("storage.k8s.io/v1", "VolumeAttachment")
 
 
+class Ebs(Protocol):
+    """The EC2 volume calls the provisioner and the attach-detach controller make
+    (`winstor.sim.cloud.SimCloud`, over the moto backend). Blocking: controllers
+    call them in an executor, as real controllers call AWS off their work loop."""
+
+    def create_volume(self, zone: str, size_gib: int, volume_type: str,
+                      tags: dict[str, str]) -> str: ...
+
+    def attach_volume(self, volume_id: str, instance_id: str) -> str: ...
+
+    def detach_volume(self, volume_id: str, instance_id: str) -> None: ...
+
+    def delete_volume(self, volume_id: str) -> None: ...
+
+
+class ClusterParts(Protocol):
+    """What the controllers read of the cluster they run in (read-only: they change
+    the cluster through the store and the node models, never by rebinding parts)."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def events(self) -> Recorder: ...
+
+    @property
+    def clock(self) -> Clock:
+        """Modelled EKS latencies: a controller spends them where EKS would take time."""
+
+    @property
+    def workloads(self) -> Workloads:
+        """The node models: volumes, shares, pulled images, running containers."""
+
+    @property
+    def aws(self) -> Ebs: ...
+
+    @property
+    def metrics(self) -> Metrics:
+        """Counters the kubelet adds to (image pulls)."""
+
+    @property
+    def plan(self) -> ClusterPlan: ...
+
+    @property
+    def flavour(self) -> str: ...
+
+    @property
+    def scenarios(self) -> Set[str]: ...
+
+    @property
+    def pod_security_admission(self) -> bool:
+        """Whether the PodSecurity admission plugin runs (controllers admit their pods)."""
+
+
+class WorkQueue:
+    """Level-triggered passes plus keyed background work, shared by all controllers.
+
+    `dirty` asks for another pass (`Controllers` sets it on every store change and
+    when keyed work ends); slow work - provisioning, attaching, pulling - runs as
+    keyed tasks so the same work is never started twice, just as real controllers
+    key their work queues. Controllers hold it as `manager`.
+    """
+
+    def __init__(self) -> None:
+        self.dirty = asyncio.Event()
+        self.tasks: dict[str, asyncio.Task[Any]] = {}
+
+    def spawn(self, key: str, coro: Coroutine[Any, Any, Any]) -> bool:
+        """Start keyed work unless the same key is already running."""
+        task = self.tasks.get(key)
+        if task is not None and not task.done():
+            coro.close()
+            return False
+        task = asyncio.get_running_loop().create_task(self._guard(key, coro))
+        self.tasks[key] = task
+        return True
+
+    def running(self, key: str) -> bool:
+        task = self.tasks.get(key)
+        return task is not None and not task.done()
+
+    async def _guard(self, key: str, coro: Coroutine[Any, Any, Any]) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("controller task %s failed", key)
+        finally:
+            self.dirty.set()
+
+    def later(self, delay: float) -> None:
+        """Ask for another pass after `delay` seconds (a requeue with backoff)."""
+        loop = asyncio.get_running_loop()
+        loop.call_later(delay, self.dirty.set)
+
+
 class Controller:
-    def __init__(self, cluster: Cluster, manager: Controllers) -> None:
+    def __init__(self, cluster: ClusterParts, manager: WorkQueue) -> None:
         self.cluster = cluster
         self.store = cluster.store
         self.manager = manager

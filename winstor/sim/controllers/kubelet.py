@@ -13,9 +13,9 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from ..store import now_iso
-from ..windows import WinError
-from ..workloads import image_build, is_host_process
+from ..api.store import now_iso
+from ..nodes.windows import WinError
+from ..nodes.workloads import image_build, is_host_process
 from .base import ATTACHMENTS, NODES, PODS, PVCS, PVS, Controller, set_condition, terminating
 from .volumes import Volumes
 

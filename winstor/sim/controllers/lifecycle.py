@@ -8,7 +8,7 @@ finalizer is visible the way it is on a real cluster.
 
 from __future__ import annotations
 
-from ..kinds import KINDS
+from ..api.kinds import KINDS
 from .base import NAMESPACES, PODS, Controller, set_condition, terminating
 
 NAMESPACED = [k for k in KINDS if k.namespaced]

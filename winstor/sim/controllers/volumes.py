@@ -16,9 +16,9 @@ import math
 import re
 from typing import Any
 
+from ..api.store import now_iso
 from ..aws import AwsError, csi_volume_tags
-from ..store import now_iso
-from ..workloads import volume_id_of
+from ..nodes.workloads import volume_id_of
 from .base import (
     ATTACHMENTS,
     CSIDRIVERS,

@@ -1,7 +1,7 @@
 """The Linux side of the kind flavour: POSIX filesystems, stand-in nodes, containers.
 
 On kind a "Windows pod" is a Linux pod running PowerShell 7 (`pwsh`) that runs
-the very probe files the EKS pods run. Their twins (`winstor.sim.twins`) act on
+the very probe files the EKS pods run. Their twins (`winstor.sim.nodes.twins`) act on
 a `LinuxContainerView` here instead of a Windows `ContainerView`: POSIX paths,
 case-sensitive names, the container's own root filesystem, its mounts found by
 longest prefix, and hostPath mounts resolved on the node's filesystem at every

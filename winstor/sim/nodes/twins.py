@@ -1,7 +1,7 @@
 """Python twins of the PowerShell probes in `manifests/probes/`.
 
 The sim cannot run PowerShell, so each probe `(name, version)` has a twin here
-that computes the probe's answer from the node model (`winstor.sim.windows`).
+that computes the probe's answer from the node model (`winstor.sim.nodes.windows`).
 A twin returns exactly the keys its probe's `data` has, derived from the model
 (never constants), and fails with the message the probe's catch block would
 report — the .NET exception text, unwrapped from PowerShell's
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from winstor.sim.windows import SMB_STATUS_NAMES, ContainerView, WinError
+from .windows import SMB_STATUS_NAMES, ContainerView, WinError
 
 # The stand-in library's record of the node's SMB Global Mapping (manifests/probes/lib).
 STAND_IN_MAPPINGS_FILE = "/winstor/smb-global-mappings.json"

@@ -4,7 +4,8 @@ Only the wire protocol lives here - routing, auth, content types, watch
 streaming, websocket exec, discovery and `Status` errors. What an object
 *means* (admission, controllers, the Windows nodes) belongs to the cluster
 model this server fronts, the way moto keeps backends apart from its HTTP
-layer.
+layer. The server knows that model only as a `Backend`, so it imports nothing
+above the API machinery (`winstor.sim.cluster.Cluster` is the one backend).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import contextlib
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections import Counter
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 import yaml
@@ -22,11 +24,12 @@ from aiohttp import WSMsgType, web
 
 from . import discovery, tables
 from .errors import ApiError
+from .faults import Faults
 from .kinds import Kind, lookup
+from .rbac import UserInfo
+from .schema import SchemaRegistry
 from .selectors import field_selector, label_selector
-
-if TYPE_CHECKING:
-    from .cluster import Cluster
+from .store import Store
 
 log = logging.getLogger("winstor.sim.api")
 
@@ -91,8 +94,75 @@ def _verb(method: str, route: Route, query: dict[str, str]) -> str:
             "DELETE": "delete" if route.name else "deletecollection"}.get(method, method.lower())
 
 
+class RequestMetrics(Protocol):
+    """The counters the server adds to as requests pass (served at /metrics)."""
+
+    exec_sessions: int
+    faults: Counter[str]
+
+    def record(self, verb: str, group: str, resource: str, code: int) -> None: ...
+
+
+class ExecOutput(Protocol):
+    """What one exec produced; a `start_error` attribute, when present and set,
+    means the process never started (see `winstor.sim.nodes.powershell.ExecResult`)."""
+
+    @property
+    def stdout(self) -> bytes: ...
+
+    @property
+    def stderr(self) -> bytes: ...
+
+    @property
+    def exit_code(self) -> int: ...
+
+
+class Backend(Protocol):
+    """The cluster model behind the wire: what the server asks of it per request."""
+
+    @property
+    def kube_version(self) -> str: ...
+
+    @property
+    def store(self) -> Store:
+        """Read directly for watches, which stream the store's changes."""
+
+    @property
+    def schemas(self) -> SchemaRegistry: ...
+
+    @property
+    def faults(self) -> Faults: ...
+
+    @property
+    def metrics(self) -> RequestMetrics: ...
+
+    @property
+    def bookmark_interval(self) -> float: ...
+
+    def authenticate(self, header: str) -> UserInfo: ...
+
+    def authorize(self, user: UserInfo | None, verb: str, kind: Kind, sub: str | None,
+                  namespace: str | None, name: str | None,
+                  query: dict[str, str] | None = None) -> None: ...
+
+    async def handle(self, verb: str, kind: Kind, namespace: str | None, name: str | None,
+                     sub: str | None, query: dict[str, str], body: Any,
+                     content_type: str, user: UserInfo | None = None,
+                     ) -> tuple[dict, int, list[str]]: ...
+
+    def exec_target(self, namespace: str | None, name: str, container: str | None) -> Any:
+        """Check that the container can be exec'd into (errors as `ApiError`); the
+        result is opaque here and goes back to `run_exec`."""
+
+    async def run_exec(self, target: Any, argv: list[str]) -> ExecOutput: ...
+
+    def pod_logs(self, namespace: str | None, name: str, container: str | None) -> str: ...
+
+    def render_metrics(self) -> str: ...
+
+
 class ApiServer:
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Backend) -> None:
         self.cluster = cluster
         self.app = web.Application(middlewares=[self._middleware], client_max_size=16 << 20)
         self.app.router.add_route("*", "/{tail:.*}", self._dispatch)

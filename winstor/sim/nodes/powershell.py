@@ -4,7 +4,7 @@
 
 * a script whose first line is `# winstor-probe: <name> v<N>` (via
   `-EncodedCommand`, `-Command` or `-File`) is answered by the probe's twin
-  (`winstor.sim.twins`), with the parameters read from the JSON here-string the
+  (`winstor.sim.nodes.twins`), with the parameters read from the JSON here-string the
   runner put after the header;
 * anything else is run by a small interpreter of the commands a person types
   while following the seed walkthrough (`ls`, `Get-Content`, `Set-Content`,
@@ -24,7 +24,7 @@ through the OEM code page (437) so non-ASCII becomes `?`, and lines end in CRLF.
 
 In a Linux container (the kind flavour's `LinuxContainerView`) the executables
 are `pwsh` (PowerShell images only) and a few GNU tools (`ls`, `cat`, `mkdir`,
-`rm`, `hostname`, see `winstor.sim.linux`); anything else fails as runc does
+`rm`, `hostname`, see `winstor.sim.nodes.linux`); anything else fails as runc does
 (`executable file not found in $PATH`, exit 126). pwsh there behaves as on
 Linux: POSIX paths relative to `/`, LF line ends, UTF-8, the Unix listing
 columns, and the aliases that shadow native tools (`ls`, `cat`, `rm`, `mkdir`,
@@ -46,9 +46,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
-from winstor.sim import linux, twins
-from winstor.sim.linux import LinuxContainerView
-from winstor.sim.windows import ContainerView, Entry, WinError, join_path, split_path
+from . import linux, twins
+from .linux import LinuxContainerView
+from .windows import ContainerView, Entry, WinError, join_path, split_path
 
 View = ContainerView | LinuxContainerView
 

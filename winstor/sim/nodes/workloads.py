@@ -4,23 +4,22 @@ A container is a `ContainerView` over its node's model and its mounts, so a
 file written through one pod is found by the next pod that mounts the same
 volume or share - on any node - because it is the same object, exactly as
 with a real EBS volume or SMB share. On the kind flavour the nodes are Linux
-(`winstor.sim.linux`) and a container is a `LinuxContainerView`; the worker
+(`winstor.sim.nodes.linux`) and a container is a `LinuxContainerView`; the worker
 that stands in for the Windows node sees the cluster's one share at
 `/winstor/share` and its mapping record beside it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..api.errors import ApiError
+from ..api.kinds import kind_of
+from ..api.store import Store
+from ..topology import KIND_HOST_KERNEL, NodePlan
 from . import linux, powershell, windows
-from .errors import ApiError
-from .kinds import kind_of
-from .topology import KIND_HOST_KERNEL, NodePlan
-
-if TYPE_CHECKING:
-    from .cluster import Cluster
 
 PODS = kind_of("v1", "Pod")
 PVCS = kind_of("v1", "PersistentVolumeClaim")
@@ -59,8 +58,18 @@ class ExecTarget:
 
 
 class Workloads:
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
+    """The node models of one cluster and the containers running on them.
+
+    Built by the cluster from its store, flavour and scenarios only: the node side
+    reads claims and pods from the store and never reaches back into the cluster,
+    so the controllers (which drive it) and the cluster (which owns it) both sit
+    above it in the import graph.
+    """
+
+    def __init__(self, store: Store, flavour: str, scenarios: Set[str]) -> None:
+        self.store = store
+        self.flavour = flavour
+        self.scenarios = scenarios
         self.nodes: dict[str, windows.WindowsNode] = {}
         self.volumes: dict[str, windows.Volume] = {}
         self.shares: dict[str, windows.SmbShare] = {}
@@ -87,7 +96,7 @@ class Workloads:
         no two nodes see the same files. `share-read-only`: the share's permissions
         grant the nodes Read only, so writes through G: are denied.
         """
-        scenarios = self.cluster.scenarios
+        scenarios = self.scenarios
         for node in self.nodes.values():
             path = remote_path
             if "share-not-shared" in scenarios:
@@ -122,7 +131,7 @@ class Workloads:
         vol = self.volumes.get(volume_id)
         if vol is None:
             vol = windows.Volume(volume_id=volume_id, size_gib=size_gib)
-            if self.cluster.flavour == "kind":
+            if self.flavour == "kind":
                 # A local-path volume is a directory on a Linux node's ext4.
                 vol.fs = linux.PosixFilesystem()  # type: ignore[assignment]
             self.volumes[volume_id] = vol
@@ -159,7 +168,7 @@ class Workloads:
             if "persistentVolumeClaim" in source:
                 vol = self.volume_for_claim(pod["metadata"]["namespace"],
                                             source["persistentVolumeClaim"]["claimName"])
-                if vol is not None and "claim-not-mounted" not in self.cluster.scenarios:
+                if vol is not None and "claim-not-mounted" not in self.scenarios:
                     # claim-not-mounted: the node plugin reports the mount done without
                     # mounting, so the container has nothing at mount_path.
                     mounts.append(windows.Mount(mount_path, vol.fs, "", read_only))
@@ -214,10 +223,10 @@ class Workloads:
                                         image=container.get("image", ""), mounts=mounts)
 
     def volume_for_claim(self, namespace: str, claim: str) -> windows.Volume | None:
-        pvc = self.cluster.store.peek(PVCS, namespace, claim)
+        pvc = self.store.peek(PVCS, namespace, claim)
         if not pvc or not pvc["spec"].get("volumeName"):
             return None
-        pv = self.cluster.store.peek(PVS, None, pvc["spec"]["volumeName"])
+        pv = self.store.peek(PVS, None, pvc["spec"]["volumeName"])
         if not pv:
             return None
         vid = volume_id_of(pv)
@@ -225,8 +234,8 @@ class Workloads:
 
     def _local_path_dir(self, namespace: str, claim: str) -> str | None:
         """The node directory of a claim's local-path volume, if it has one."""
-        pvc = self.cluster.store.peek(PVCS, namespace, claim)
-        pv = self.cluster.store.peek(PVS, None, pvc["spec"].get("volumeName") or "") \
+        pvc = self.store.peek(PVCS, namespace, claim)
+        pv = self.store.peek(PVS, None, pvc["spec"].get("volumeName") or "") \
             if pvc else None
         return ((pv or {}).get("spec", {}).get("hostPath") or {}).get("path")
 
@@ -240,7 +249,7 @@ class Workloads:
             del self.empty_dirs[key]
 
     def exec_target(self, namespace: str, name: str, container: str | None) -> ExecTarget:
-        pod = self.cluster.store.peek(PODS, namespace, name)
+        pod = self.store.peek(PODS, namespace, name)
         if pod is None:
             raise ApiError.not_found("pods", name)
         containers = [c["name"] for c in pod["spec"].get("containers", [])]
@@ -268,7 +277,7 @@ class Workloads:
         return powershell.run(argv, target.view)
 
     def logs(self, namespace: str, name: str, container: str | None) -> str:
-        pod = self.cluster.store.peek(PODS, namespace, name)
+        pod = self.store.peek(PODS, namespace, name)
         if pod is None:
             raise ApiError.not_found("pods", name)
         return ""
@@ -283,7 +292,7 @@ class Workloads:
                 raise ApiError.conflict("pods", name, f"pod {name} is already assigned to node "
                                         f"\"{p['spec']['nodeName']}\"")
             p["spec"]["nodeName"] = target
-        self.cluster.store.mutate(PODS, namespace, name, bind)
+        self.store.mutate(PODS, namespace, name, bind)
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                 "code": 201}
 

@@ -785,7 +785,7 @@ def _image_shells(image: str) -> frozenset[str]:
 
 class ViewFiles:
     """The read side of a container view, on container paths: the same for the
-    Windows view and the Linux one (`winstor.sim.linux`), which differ in how a
+    Windows view and the Linux one (`winstor.sim.nodes.linux`), which differ in how a
     path resolves (`resolve`, and `_resolve_shown` for errors that name the
     path) and how it is shown (`full_path`)."""
 
