@@ -11,12 +11,12 @@ import configparser
 import os
 import subprocess
 import sys
-import tomllib
 import venv
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from helpers import ROOT
 
