@@ -319,10 +319,15 @@ def _same_owner(existing: dict, wanted: dict) -> bool:
 
 
 class WatchStream:
-    """Iterate watch events from a streaming response; `close()` from any thread."""
+    """Iterate watch events from a streaming response; `close()` from any thread.
+
+    A stream that breaks (a dropped connection, a torn line) just ends, as one that the
+    server closed; `error` then says what broke it, so that a watcher can tell a quiet
+    watch from a failing one."""
 
     def __init__(self, resp: Any) -> None:
         self.resp = resp
+        self.error: Exception | None = None
 
     def __iter__(self) -> Iterator[dict]:
         buf = b""
@@ -333,7 +338,8 @@ class WatchStream:
                     line, buf = buf.split(b"\n", 1)
                     if line.strip():
                         yield json.loads(line)
-        except (urllib3.exceptions.HTTPError, ValueError, AttributeError, OSError):
+        except (urllib3.exceptions.HTTPError, ValueError, AttributeError, OSError) as err:
+            self.error = err
             return
         finally:
             self.close()

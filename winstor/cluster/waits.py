@@ -7,7 +7,11 @@ it returns when the condition holds, and fails as soon as an event shows
 the outcome is settled (`ProvisioningFailed`, `FailedAttachVolume`,
 `FailedMount`, image pull back-off, an OS mismatch, no fitting node), naming
 that event. Watches resume from the last seen resourceVersion and relist
-after `410 Gone`, so dropped connections cost nothing but a reconnect.
+after `410 Gone`, so dropped connections cost nothing but a reconnect. A
+watch that keeps failing (the API is down, answers 5xx, or drops every watch
+at once) reconnects with growing pauses and gives up after `WATCH_FAILURES`
+failures in a row, naming the last cause (`WatchGaveUp`); a wait whose
+deadline comes first names it too.
 
 For benchmarks only, `WINSTOR_WAIT_STRATEGY=poll` swaps every wait for the
 upstream framework's loop - a GET every `WINSTOR_POLL_INTERVAL` seconds
@@ -28,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from winstor.cluster.kube import EVENTS, Api, KubeError, Resource
+from winstor.cluster.kube import EVENTS, Api, KubeError, Resource, answered_transient
 
 log = logging.getLogger("winstor.cluster.waits")
 
@@ -106,8 +110,23 @@ class WaitResult:
     events: list[dict] = field(default_factory=list)
 
 
+#: Failed watches in a row (no event in between) after which a feed gives up, and the
+#: pauses between them: 0.2 s doubling to 5 s, about 16 s in all before the last try.
+WATCH_FAILURES = 8
+WATCH_RETRY_FIRST = 0.2
+WATCH_RETRY_MAX = 5.0
+#: A watch the server ends sooner than this, without a single event, failed.
+WATCH_MIN_SECONDS = 1.0
+
+
+class WatchGaveUp(ConnectionError):
+    """A watch failed `WATCH_FAILURES` times in a row: the API is down, or answers every
+    watch with an error, or drops it at once. The message names the last cause."""
+
+
 class _Feed(threading.Thread):
-    """List, then watch from the list's version; re-watch after drops, relist after 410."""
+    """List, then watch from the list's version; re-watch after drops, relist after 410;
+    give up (`WatchGaveUp`) after `WATCH_FAILURES` failed watches in a row."""
 
     def __init__(self, api: Api, res: Resource, namespace: str | None,
                  field_selector: str | None, out: queue.Queue[tuple[str, Any]], tag: str,
@@ -122,6 +141,8 @@ class _Feed(threading.Thread):
         self.stopped = threading.Event()
         self.stream: Any = None
         self.reconnects = 0
+        self.failures = 0  # failed watches since the last event
+        self.last_failure: str | None = None  # what broke the latest of them
 
     def stop(self) -> None:
         self.stopped.set()
@@ -142,7 +163,12 @@ class _Feed(threading.Thread):
     def run(self) -> None:
         try:
             rv = self.listed_at or self._relist()
+            pause = WATCH_RETRY_FIRST
+            first_failure = 0.0
             while not self.stopped.is_set():
+                opened = time.monotonic()
+                cause: str | None = None
+                delivered = False
                 try:
                     self.stream = self.api.watch(self.res, self.namespace, rv,
                                                  field_selector=self.field_selector,
@@ -152,27 +178,60 @@ class _Feed(threading.Thread):
                     if err.status == 410:
                         rv = self._relist()
                         continue
-                    raise
-                except ConnectionError:
-                    self.reconnects += 1
-                    time.sleep(0.2)
-                    continue
-                for ev in self.stream:
-                    if self.stopped.is_set():
-                        return
-                    obj = ev.get("object") or {}
-                    if ev.get("type") == "ERROR":
-                        if obj.get("code") == 410:
-                            rv = self._relist()
-                            break
-                        raise KubeError(obj.get("code", 0), obj.get("reason", ""),
-                                        obj.get("message", ""), "WATCH", self.res.plural)
-                    rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
-                    if ev.get("type") in ("ADDED", "MODIFIED", "DELETED"):
-                        self.out.put((self.tag if ev["type"] != "DELETED"
-                                      else self.tag + ":deleted", obj))
+                    if not answered_transient(err):
+                        raise
+                    cause = str(err)
+                except ConnectionError as err:
+                    cause = str(err)
                 else:
+                    relisted = False
+                    for ev in self.stream:
+                        if self.stopped.is_set():
+                            return
+                        obj = ev.get("object") or {}
+                        if ev.get("type") == "ERROR":
+                            if obj.get("code") == 410:
+                                rv = self._relist()
+                                relisted = True
+                                break
+                            err = KubeError(obj.get("code", 0), obj.get("reason", ""),
+                                            obj.get("message", ""), "WATCH", self.res.plural)
+                            if not answered_transient(err):
+                                raise err
+                            cause = str(err)
+                            break
+                        delivered = True
+                        rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+                        if ev.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                            self.out.put((self.tag if ev["type"] != "DELETED"
+                                          else self.tag + ":deleted", obj))
+                    if relisted or self.stopped.is_set():
+                        continue
                     self.reconnects += 1
+                    broke = self.stream.error
+                    if cause is not None:
+                        pass
+                    elif broke is not None:
+                        cause = f"the watch broke: {type(broke).__name__}: {broke}"
+                    elif not delivered and time.monotonic() - opened < WATCH_MIN_SECONDS:
+                        cause = "the server ended the watch at once, with no events"
+                if delivered or cause is None:
+                    # Events arrived, or a quiet watch ran its course: the API works.
+                    self.failures, pause = 0, WATCH_RETRY_FIRST
+                if cause is None:
+                    continue
+                if self.failures == 0:
+                    first_failure = opened
+                self.failures += 1
+                self.last_failure = cause
+                if self.failures >= WATCH_FAILURES:
+                    raise WatchGaveUp(
+                        f"the watch of {self.res.plural} failed {self.failures} times in a row "
+                        f"over {time.monotonic() - first_failure:.0f}s; last: {cause}")
+                log.info("watch of %s failed (%d in a row), again in %.1fs: %s",
+                         self.res.plural, self.failures, pause, cause)
+                self.stopped.wait(pause)
+                pause = min(pause * 2, WATCH_RETRY_MAX)
         except Exception as exc:  # surfaced to the waiting thread, never lost
             if not self.stopped.is_set():
                 self.out.put(("error", exc))
@@ -313,7 +372,8 @@ def wait_for(api: Api, res: Resource, name: str | None, namespace: str | None, *
                 tail = _last_events(seen_events)
                 raise WaitFailed(
                     f"timed out after {timeout:.0f}s waiting for {what}"
-                    + (f"; last events: {tail}" if tail else "; no events were recorded"),
+                    + (f"; last events: {tail}" if tail else "; no events were recorded")
+                    + _failing_watches(feed, hub.feed),
                     elapsed=time.monotonic() - started, timeout=timeout, obj=latest,
                     events=list(seen_events.values()))
             try:
@@ -321,6 +381,9 @@ def wait_for(api: Api, res: Resource, name: str | None, namespace: str | None, *
             except queue.Empty:
                 continue
             if tag == "error":
+                if isinstance(item, WatchGaveUp):
+                    raise WatchGaveUp(f"gave up waiting for {what} after "
+                                      f"{time.monotonic() - started:.0f}s: {item}") from None
                 raise item
             if tag.endswith(":synced"):
                 if tag == "obj:synced" and item == 0 and gone_ok and name:
@@ -358,6 +421,13 @@ def wait_for(api: Api, res: Resource, name: str | None, namespace: str | None, *
     finally:
         feed.stop()
         hub.unsubscribe(out)
+
+
+def _failing_watches(*feeds: _Feed) -> str:
+    """For a timeout: the watches that were failing when it came, and why."""
+    failing = [f"the watch of {f.res.plural} has failed {f.failures} times in a row "
+               f"(last: {f.last_failure})" for f in feeds if f.failures]
+    return ("; " + "; ".join(failing)) if failing else ""
 
 
 # -- the polling baseline (benchmarks only) ------------------------------------------------

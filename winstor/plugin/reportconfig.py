@@ -118,8 +118,17 @@ def redactor_for(config: pytest.Config) -> Redactor:
         fresh = Redactor.from_environment(extra, kubeconfigs)
         if old is not None:
             fresh.add(old.values)
+            fresh.sessions.update(old.sessions)
         _REDACTOR.update(key=key, r=fresh)
-    return _REDACTOR["r"]
+    redactor: Redactor = _REDACTOR["r"]
+    # The keys of AWS sessions the checks opened (a profile's, an assumed role's: not in the
+    # environment), before their evidence is redacted; what cannot be read is reported with
+    # the cluster's facts (`winstor.reports.facts`).
+    for cluster in list(state.clusters.values()) if state is not None else []:
+        session = cluster.facts.get("aws_session")
+        if session is not None:
+            redactor.learn_aws_session(session)
+    return redactor
 
 
 def effective_config(config: pytest.Config) -> dict[str, Any]:

@@ -28,7 +28,6 @@ report options, the redactor, the effective configuration),
 
 from __future__ import annotations
 
-import contextlib
 import json
 from typing import Any
 
@@ -234,6 +233,7 @@ def _diagnostics(item: pytest.Item, call: pytest.CallInfo[None], cluster_name: s
 
 
 _EVENT_PHASES: dict[str, list[dict[str, Any]]] = {}
+_EVENT_PHASE_PROBLEMS: dict[str, str] = {}
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -247,12 +247,17 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         state = state_of(item.config)
         cluster = state.clusters.get(name) if state is not None else None
         if cluster is not None and getattr(cluster, "_api", None) is not None:
-            with contextlib.suppress(Exception):
+            try:
                 _EVENT_PHASES[name] = clusterfacts.event_phases(cluster)
+            except Exception as err:  # recorded: the cluster's facts and the summary say it
+                _EVENT_PHASE_PROBLEMS[name] = (
+                    "the timeline lacks the cluster's own spans (provisioning, attach, "
+                    f"image pulls): reading its events failed: {type(err).__name__}: {err}")
     yield
 
 
 def _all_cluster_facts(config: pytest.Config) -> dict[str, dict[str, Any]]:
+    """Each cluster's facts; what could not be read is in its `problems` (and notes)."""
     state = state_of(config)
     if state is None:
         return {}
@@ -260,10 +265,19 @@ def _all_cluster_facts(config: pytest.Config) -> dict[str, dict[str, Any]]:
     out = {}
     for name, cluster in list(state.clusters.items()):
         try:
-            out[name] = clusterfacts.cluster_facts(cluster, redactor,
-                                                  _EVENT_PHASES.get(name, []))
-        except Exception as err:
-            out[name] = {"name": name, "error": f"reading facts failed: {err}"}
+            facts = clusterfacts.cluster_facts(cluster, redactor, _EVENT_PHASES.get(name, []))
+        except Exception as err:  # recorded below: a failed read must not lose the report
+            problem = f"reading its facts failed: {type(err).__name__}: {err}"
+            # The run's own phases are plain data: keep the timeline, whatever failed.
+            facts = redactor.data({
+                "name": name, "error": problem, "timeline": clusterfacts.run_phases(cluster)
+                + _EVENT_PHASES.get(name, []), "notes": {"notes": [problem]},
+                "problems": [problem]})
+        if name in _EVENT_PHASE_PROBLEMS:
+            problem = redactor.text(_EVENT_PHASE_PROBLEMS[name])
+            facts.setdefault("problems", []).append(problem)
+            facts.setdefault("notes", {}).setdefault("notes", []).append(problem)
+        out[name] = facts
     return out
 
 
@@ -340,6 +354,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
                       + ")")
     for problem in run.problems:
         tr.write_line(f"winstor: report problem: {problem}", red=True)
+    for name, facts in sorted(run.facts.items()):
+        for line in facts.get("problems") or []:
+            tr.write_line(f"winstor: {name}: {line}", yellow=True)
+    ticker = config.stash.get(TICKER, None)
+    if ticker is not None and ticker.failed:
+        tr.write_line(f"winstor: {ticker.failed}", yellow=True)
     cert = run.certification
     if cert:
         for name, v in cert["clusters"].items():

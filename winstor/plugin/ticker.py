@@ -5,12 +5,13 @@ attaching a volume) with nothing on the terminal, which looks like a hang.
 `PhaseTicker` is a daemon thread that reads each cluster's timeline once a
 second and names a phase once it has run `WAIT_NOTICE` seconds, and again
 every twice that while it lasts. `winstor.plugin.reports` starts it at session
-start and stops it at session finish.
+start and stops it at session finish. If the terminal goes away (a closed pipe),
+the ticker stops and says so in `failed`, which the summary prints; any other
+error ends the thread through pytest's unhandled-thread-exception warning.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ class PhaseTicker(threading.Thread):
         self.state, self.write, self.notice = state, write, notice
         self._halt = threading.Event()
         self._said: dict[int, float] = {}
+        self.failed: str | None = None  # why the notices stopped early, for the summary
 
     def stop(self) -> None:
         self._halt.set()
@@ -50,6 +52,9 @@ class PhaseTicker(threading.Thread):
 
     def run(self) -> None:
         while not self._halt.wait(1.0):
-            for line in self.lines(time.time()):
-                with contextlib.suppress(Exception):
+            try:
+                for line in self.lines(time.time()):
                     self.write(line)
+            except (OSError, ValueError) as err:  # a closed pipe, a closed file
+                self.failed = f"the notices on long phases stopped: {type(err).__name__}: {err}"
+                return

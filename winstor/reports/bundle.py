@@ -359,8 +359,10 @@ def verdict(doc: dict[str, Any], expect_amis: list[str]) -> dict[str, Any]:
             reasons.append("no Windows nodes to certify")
         for node in cluster["windows_nodes"]:
             if cluster["aws"].get("available") and not node.get("ami_id"):
+                where = (f"instance {node['instance_id']}" if node.get("instance_id") else
+                         f"its providerID {node.get('provider_id')!r} names no EC2 instance")
                 reasons.append(f"node {node['name']}: its AMI could not be determined "
-                               f"(instance {node.get('instance_id')})")
+                               f"({where})")
             elif expect_amis and node.get("ami_id") and node["ami_id"] not in expect_amis:
                 reasons.append(f"node {node['name']} runs AMI {node['ami_id']} "
                                f"({node.get('ami_name') or 'unnamed'}), not "

@@ -6,13 +6,14 @@ and csi-proxy version - is read once per cluster when the run ends, through
 the cluster's API and AWS, merged with what the checks recorded on the way
 (`cluster.facts`, `cluster.timeline`). Spans timed by the cluster's own
 components (provisioning, attach, image pull) come from the run's events.
-Nothing here fails the run: what cannot be read is reported as missing.
+Nothing here fails the run: what cannot be read is reported as missing, and
+why - in the cluster's `error` or `aws.error`, in its notes (results.json and
+report.html) and in `problems`, which the terminal summary prints.
 """
 
 from __future__ import annotations
 
 import calendar
-import contextlib
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -69,9 +70,19 @@ _JSON_FACTS = ("default_class", "fsx", "smb_mappings", "hostpath_exposure",
                "csi_proxy_versions")
 
 
+def run_phases(cluster: Any) -> list[dict[str, Any]]:
+    """The phases winstor timed on this cluster (`Cluster.phase`), for the timeline."""
+    return [{"name": p.name, "start": p.start, "end": p.end,
+             "duration": (p.end - p.start) if p.end else None, "detail": p.detail,
+             "source": "run"} for p in cluster.timeline]
+
+
 def cluster_facts(cluster: Any, redactor: Redactor,
                   event_spans: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
-    """What results.json says about one cluster, read through its API and AWS."""
+    """What results.json says about one cluster, read through its API and AWS.
+
+    `problems` lists what could not be read, one line each, for the terminal summary
+    (results.json carries them in the cluster's notes)."""
     from winstor.aws import (
         facts as awsfacts,  # boto3: imported where facts are read, not by every process
     )
@@ -83,10 +94,8 @@ def cluster_facts(cluster: Any, redactor: Redactor,
         "facts": {}, "timeline": [],
         "notes": {k: list(cluster.facts.get(k, [])) for k in ("leftovers", "kept", "notes")},
     }
-    out["timeline"] = [{"name": p.name, "start": p.start, "end": p.end,
-                        "duration": (p.end - p.start) if p.end else None, "detail": p.detail,
-                        "source": "run"} for p in cluster.timeline]
-    out["timeline"] += list(event_spans)
+    problems: list[str] = []
+    out["timeline"] = run_phases(cluster) + list(event_spans)
     for key in _JSON_FACTS:
         if key in cluster.facts:
             out["facts"][key] = jsonable(cluster.facts[key], 16 * 1024)
@@ -97,31 +106,41 @@ def cluster_facts(cluster: Any, redactor: Redactor,
     out["reachable"] = True
     try:
         nodes = cluster.api.items(NODES)
-    except Exception as err:
+    except Exception as err:  # recorded: the cluster's error and the summary say it
         nodes = cluster.facts.get("nodes") or []
         out["error"] = f"listing nodes failed: {err}"
+        problems.append(f"{out['error']} (node facts are those seen earlier in the run)")
     windows = [n for n in nodes if _labels(n).get("kubernetes.io/os") == "windows"]
     out["linux_nodes"] = len(nodes) - len(windows)
     out["zones"] = sorted({z for n in nodes if (z := _labels(n).get(
         "topology.kubernetes.io/zone"))})
-    instances = {n["metadata"]["name"]: _instance(n) for n in windows}
+    instances: dict[str, str | None] = {}
+    for n in windows:
+        instances[n["metadata"]["name"]], bad = _instance(n)
+        if bad:
+            problems.append(bad)
     aws: dict[str, Any] = {}
+    region = cluster.target.aws_region
     session = None
-    with contextlib.suppress(Exception):
+    try:
         session = cluster.aws_session()
+    except Exception as err:  # botocore: a missing profile, a broken config, a failing
+        # credential process - recorded in aws.error, which certification reports too
+        out["aws"] = {"available": False, "region": region,
+                      "error": f"the AWS session failed: {type(err).__name__}: {err}"[:500]}
+        problems.append(f"AWS facts not read: {out['aws']['error']}")
     if session is not None:
         out["aws"] = {"available": True, "region": session.region_name}
-        with contextlib.suppress(Exception):
-            creds = session.get_credentials()
-            if creds is not None:
-                frozen = creds.get_frozen_credentials()
-                redactor.add([frozen.access_key or "", frozen.secret_key or "",
-                              frozen.token or ""])
+        unread = redactor.learn_aws_session(session)
+        if unread:
+            problems.append(f"the AWS session's credentials could not be read ({unread}): "
+                            "reports redact AWS keys by their shape only")
         try:
             aws = awsfacts.instance_facts(session, [i for i in instances.values() if i])
-        except Exception as err:
+        except Exception as err:  # recorded in aws.error, which certification reports too
             out["aws"] = {"available": False, "region": session.region_name,
-                          "error": str(err)[:500]}
+                          "error": f"{type(err).__name__}: {err}"[:500]}
+            problems.append(f"AWS facts not read: {out['aws']['error']}")
     versions = dict(cluster.facts.get("csi_proxy_versions") or {})
     for node, data in (cluster.facts.get("csi_proxy") or {}).items():
         if isinstance(data, dict) and data.get("version") and node not in versions:
@@ -137,6 +156,7 @@ def cluster_facts(cluster: Any, redactor: Redactor,
             "ready": any(c.get("type") == "Ready" and c.get("status") == "True"
                          for c in n.get("status", {}).get("conditions") or []),
             "zone": _labels(n).get("topology.kubernetes.io/zone"),
+            "provider_id": (n.get("spec") or {}).get("providerID"),
             "instance_id": instances[name],
             "instance_type": _labels(n).get("node.kubernetes.io/instance-type")
             or (f.instance_type if f else None),
@@ -147,6 +167,8 @@ def cluster_facts(cluster: Any, redactor: Redactor,
             "csi_proxy_expected": awsfacts.expected_csi_proxy_version(f.ami_name)
             if f else None,
         })
+    out["notes"]["notes"] += problems
+    out["problems"] = problems
     return redactor.data(out)
 
 
@@ -154,11 +176,16 @@ def _labels(node: dict) -> dict[str, str]:
     return node.get("metadata", {}).get("labels") or {}
 
 
-def _instance(node: dict) -> str | None:
+def _instance(node: dict) -> tuple[str | None, str | None]:
+    """The node's EC2 instance id from its providerID, and what is wrong with the providerID
+    when it claims to be AWS's (`aws://...`) but does not name an instance. Other schemes
+    (kind, bare metal) and an empty providerID have no instance and are not a problem."""
     provider = (node.get("spec") or {}).get("providerID") or ""
     if not provider.startswith("aws://"):
-        return None
+        return None, None
     from winstor.aws import facts as awsfacts
-    with contextlib.suppress(Exception):
-        return awsfacts.parse_provider_id(provider)[1]
-    return None
+    try:
+        return awsfacts.parse_provider_id(provider)[1], None
+    except ValueError:
+        return None, (f"node {node['metadata']['name']}: malformed providerID {provider!r} "
+                      "(expected aws:///<zone>/i-<hex>): its instance and AMI are unknown")

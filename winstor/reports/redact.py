@@ -87,6 +87,8 @@ class Redactor:
 
     def __init__(self, values: Iterable[str] = ()) -> None:
         self.values: set[str] = set()
+        # AWS sessions whose keys were looked for: id -> why they could not be read (or None).
+        self.sessions: dict[int, str | None] = {}
         self.add(values)
 
     def add(self, values: Iterable[str]) -> None:
@@ -96,6 +98,25 @@ class Redactor:
         # Longest first, so a secret that contains another is replaced whole.
         ordered = sorted(self.values, key=len, reverse=True)
         self._literal = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    def learn_aws_session(self, session: Any) -> str | None:
+        """Add an AWS session's keys (a profile's, an assumed role's: not in the environment)
+        to the known values, once per session. Returns why they could not be read, if they
+        could not: then only their shapes are redacted (key ids, `name=value`), and the
+        caller must say so where the user sees it."""
+        key = id(session)
+        if key not in self.sessions:
+            try:
+                creds = session.get_credentials()
+                frozen = creds.get_frozen_credentials() if creds is not None else None
+            except Exception as err:  # botocore's credential providers raise many kinds
+                self.sessions[key] = f"{type(err).__name__}: {err}"[:500]
+            else:
+                self.sessions[key] = None
+                if frozen is not None:
+                    self.add([frozen.access_key or "", frozen.secret_key or "",
+                              frozen.token or ""])
+        return self.sessions[key]
 
     # -- text ------------------------------------------------------------------------
     def text(self, text: str) -> str:

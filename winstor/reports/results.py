@@ -55,7 +55,8 @@ _NODE = _obj("A Windows node as the run found it.", {
     "kubelet_version": _ns("status.nodeInfo.kubeletVersion."),
     "ready": {"type": "boolean", "description": "Whether its Ready condition was True."},
     "zone": _ns("topology.kubernetes.io/zone label."),
-    "instance_id": _ns("EC2 instance id from spec.providerID."),
+    "provider_id": _ns("spec.providerID as the node reports it (aws:///<zone>/<instance>)."),
+    "instance_id": _ns("EC2 instance id from spec.providerID; null when it names none."),
     "instance_type": _ns("node.kubernetes.io/instance-type label, else EC2's answer."),
     "ami_id": _ns("The AMI the instance was launched from (EC2); null without AWS facts."),
     "ami_name": _ns("That AMI's name (EC2)."),
@@ -91,7 +92,9 @@ _CLUSTER = _obj("One cluster of the run and its facts.", {
               "description": "Zones of the cluster's nodes."},
     "aws": _obj("AWS access for facts.", {
         "available": {"type": "boolean", "description": "Whether AWS facts could be read."},
-        "region": _ns("Region used.")}, required=("available",)),
+        "region": _ns("Region used."),
+        "error": _ns("Why AWS facts could not be read, when a session or a read failed.")},
+        required=("available",)),
     "windows_nodes": {"type": "array", "items": _NODE, "description": "Windows nodes."},
     "linux_nodes": {"type": "integer", "minimum": 0, "description": "How many Linux nodes."},
     "facts": {"type": "object", "description": "Further facts checks recorded (default "
