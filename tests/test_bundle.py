@@ -254,3 +254,90 @@ def test_verdict_and_outcomes_must_agree(tmp_path: Path) -> None:
     filtered = bundle.junit_for_cluster(junit.replace("c1:B-01", "c2:B-01"), "c1")
     assert 'tests="1"' in filtered and 'failures="0"' in filtered
     assert results.xunit2_problems(filtered) == []
+
+
+def _keypair(where: Path, name: str) -> tuple[Path, Path, Path]:
+    """An Ed25519 private key (PEM) and its public key as PEM and as OpenSSH."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private, public, ssh = where / f"{name}.pem", where / f"{name}.pub", where / f"{name}.ssh"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    ssh.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH))
+    return private, public, ssh
+
+
+def test_a_signature_says_who_vouched(certified: tuple[Path, dict], tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Integrity checks pass for a bundle anyone rebuilt; a signature checked with the
+    signer's public key does not."""
+    run_dir, doc = certified
+    path = tmp_path / "signed.tar.gz"
+    path.write_bytes((run_dir / doc["certification"]["clusters"]["sim-1"]["bundle"])
+                     .read_bytes())
+    vendor_key, vendor_pub, vendor_ssh = _keypair(tmp_path, "vendor")
+    _, other_pub, _ = _keypair(tmp_path, "other")
+    assert winstor_main(["sign-bundle", str(path), "--key", str(vendor_key)]) == 0
+    assert f"wrote {path}.sig" in capsys.readouterr().out
+    proc = subprocess.run([sys.executable, "-m", "winstor", "verify-bundle", str(path),
+                           "--verify-key", str(vendor_pub)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "certification PASSED" in proc.stdout
+    assert f"signed: the signature {path.name}.sig matches key sha256:" in proc.stdout
+    assert winstor_main(["verify-bundle", str(path), "--verify-key", str(vendor_ssh)]) == 0
+    assert "signed: the signature" in capsys.readouterr().out
+
+    assert "made with key sha256:" in rejected_with(
+        ["--verify-key", str(other_pub)], path, capsys)
+    # A rebuilt bundle: the same files, a correct seal - integrity passes, the signature not.
+    original = members(path)
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:") as tar:
+        for name, data in original.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    rebuilt = tmp_path / "rebuilt.tar.gz"
+    rebuilt.write_bytes(bundle.seal(raw.getvalue(), 0))
+    assert winstor_main(["verify-bundle", str(rebuilt)]) == 0
+    capsys.readouterr()
+    assert "not those that were signed" in rejected_with(
+        ["--verify-key", str(vendor_pub), "--signature", f"{path}.sig"], rebuilt, capsys)
+    assert "no signature" in rejected_with(["--verify-key", str(vendor_pub)], rebuilt, capsys)
+    sig = Path(f"{path}.sig")
+    tampered = tmp_path / "tampered.sig"
+    tampered.write_text(sig.read_text().replace("signature ", "signature A", 1))
+    assert "malformed" in rejected_with(
+        ["--verify-key", str(vendor_pub), "--signature", str(tampered)], path, capsys)
+    assert "Ed25519 key is needed" in _sign_refused(path, tmp_path, capsys)
+
+
+def rejected_with(extra: list[str], path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    code = winstor_main(["verify-bundle", str(path), *extra])
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert code == 2 and out == "" and len(lines) == 1 and "rejected" in lines[0], (out, err)
+    return lines[0]
+
+
+def _sign_refused(path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    rsa_like = tmp_path / "ec.pem"
+    rsa_like.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    code = winstor_main(["sign-bundle", str(path), "--key", str(rsa_like),
+                         "--signature", str(tmp_path / "x.sig")])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, (out, err)
+    assert not (tmp_path / "x.sig").exists()
+    return err

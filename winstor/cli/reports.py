@@ -52,13 +52,29 @@ def _report(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from winstor.reports import bundle
 
+    if args.signature and not args.verify_key:
+        raise UsageError("--signature needs --verify-key (the public key to check it with)")
     try:
         verdict = bundle.verify(args.bundle)
+        signed = bundle.check_signature(args.bundle, args.verify_key, args.signature) \
+            if args.verify_key else None
     except bundle.BundleError as err:
         raise UsageError(str(err)) from None
     print(verdict.line())
-    print(f"{args.bundle}: {bundle.PROVES}")
+    print(signed or f"{args.bundle}: {bundle.PROVES}")
     return 0 if verdict.verdict == "passed" else 1
+
+
+def _sign(args: argparse.Namespace) -> int:
+    from winstor.reports import bundle
+
+    try:
+        out = bundle.sign(args.bundle, args.key, args.signature)
+    except bundle.BundleError as err:
+        raise UsageError(str(err)) from None
+    print(f"wrote {out}: an Ed25519 signature of {args.bundle} (check it with `winstor "
+          "verify-bundle --verify-key PUBLIC.pem`)")
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -84,4 +100,25 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "that passes. Exit status: 0 intact and certified, 1 intact but not "
                     "certified, 2 rejected (unreadable, damaged or modified).")
     ver.add_argument("bundle", metavar="FILE", help="the bundle (.tar.gz)")
+    ver.add_argument("--verify-key", metavar="PUBLIC_KEY",
+                     help="also check the bundle's detached signature with this Ed25519 "
+                          "public key (PEM or OpenSSH); a missing or wrong signature is "
+                          "exit 2. That says who vouched for the bundle, which the checks "
+                          "above cannot")
+    ver.add_argument("--signature", metavar="SIG",
+                     help="the signature file (default: FILE.sig, as sign-bundle writes it)")
     ver.set_defaults(func=_verify)
+    sig = sub.add_parser(
+        "sign-bundle", help="sign a certification bundle (detached Ed25519 signature)",
+        description="Verify a winstor-cert-*.tar.gz and write FILE.sig, an Ed25519 signature "
+                    "of its bytes made with your private key (unencrypted PEM or OpenSSH; "
+                    "e.g. `openssl genpkey -algorithm ed25519 -out key.pem`, public part: "
+                    "`openssl pkey -in key.pem -pubout -out key.pub`). Whoever trusts the "
+                    "public key checks it with `winstor verify-bundle --verify-key`. Exit "
+                    "status: 0 signed, 2 bad bundle or key.")
+    sig.add_argument("bundle", metavar="FILE", help="the bundle (.tar.gz)")
+    sig.add_argument("--key", required=True, metavar="PRIVATE_KEY",
+                     help="your Ed25519 private key")
+    sig.add_argument("--signature", metavar="SIG",
+                     help="where to write the signature (default: FILE.sig)")
+    sig.set_defaults(func=_sign)

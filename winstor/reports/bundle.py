@@ -23,11 +23,16 @@ follow the schema - and, because the seal and the manifest can be
 recomputed by whoever edits a file, one whose results, JUnit and verdict
 disagree with each other. All of that is integrity, not authorship: a
 bundle rebuilt from scratch by anyone passes. Only a signature made with a
-key the reader trusts says who wrote it.
+key the reader trusts says who wrote it: `sign` writes a detached Ed25519
+signature of the file's bytes (`<bundle>.sig`, `winstor sign-bundle`), and
+`check_signature` checks it against a public key the reader supplies
+(`winstor verify-bundle --verify-key`).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import io
 import json
@@ -60,8 +65,8 @@ _TAR_BLOCK = 512
 
 #: What a verification proves, and what it does not; printed by `winstor verify-bundle`.
 PROVES = ("integrity only: the bytes are those the run wrote and its parts agree; anyone can "
-          "build a bundle that passes, so this says nothing about who wrote it (only a "
-          "signature checked with a key you trust does)")
+          "build a bundle that passes, so this says nothing about who wrote it (a signature "
+          "checked with --verify-key and a key you trust does)")
 
 
 class BundleError(Exception):
@@ -376,3 +381,118 @@ def verdict(doc: dict[str, Any], expect_amis: list[str]) -> dict[str, Any]:
 
 def dumps(doc: Any) -> bytes:
     return (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode()
+
+
+# -- detached signatures ---------------------------------------------------------------------
+
+SIGNATURE_SUFFIX = ".sig"
+_SIGNATURE_HEADER = "winstor-bundle-signature 1 ed25519"
+
+
+def _key_file(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise BundleError(f"{what} {path}: cannot read it ({err.strerror or err})") from None
+
+
+def _private_key(path: Path) -> Any:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    data = _key_file(path, "signing key")
+    try:
+        if data.lstrip().startswith(b"-----BEGIN OPENSSH PRIVATE KEY"):
+            key = serialization.load_ssh_private_key(data, password=None)
+        else:
+            key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as err:
+        raise BundleError(f"signing key {path}: not an unencrypted PEM or OpenSSH private key "
+                          f"({err})") from None
+    except Exception as err:  # cryptography's UnsupportedAlgorithm and kin: said, one line
+        raise BundleError(f"signing key {path}: {type(err).__name__}: {err}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise BundleError(f"signing key {path}: an Ed25519 key is needed, not "
+                          f"{type(key).__name__.removesuffix('PrivateKey') or 'this kind'}")
+    return key
+
+
+def _public_key(path: Path) -> Any:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    data = _key_file(path, "verification key")
+    try:
+        if data.lstrip().startswith(b"ssh-"):
+            key = serialization.load_ssh_public_key(data.strip())
+        else:
+            key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError) as err:
+        raise BundleError(f"verification key {path}: not a PEM or OpenSSH public key "
+                          f"({err})") from None
+    except Exception as err:  # cryptography's UnsupportedAlgorithm and kin: said, one line
+        raise BundleError(f"verification key {path}: {type(err).__name__}: {err}") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise BundleError(f"verification key {path}: an Ed25519 public key is needed, not "
+                          f"{type(key).__name__.removesuffix('PublicKey') or 'this kind'}")
+    return key
+
+
+def fingerprint(public_key: Any) -> str:
+    """`sha256:<hex>` of the raw public key, to name a key in one line."""
+    from cryptography.hazmat.primitives import serialization
+
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return "sha256:" + hashlib.sha256(raw).hexdigest()[:32]
+
+
+def sign(path: str | Path, key_path: str | Path, out: str | Path | None = None) -> Path:
+    """Sign the bundle's bytes with an Ed25519 private key; returns the signature file
+    (`<bundle>.sig` unless `out`). The bundle is verified first: a signature vouches for
+    a bundle that passes `verify`, never for a damaged one."""
+    p = Path(path)
+    verify(p)
+    key = _private_key(Path(key_path))
+    signature = key.sign(p.read_bytes())
+    target = Path(out) if out else p.with_name(p.name + SIGNATURE_SUFFIX)
+    target.write_text(f"{_SIGNATURE_HEADER}\nkey {fingerprint(key.public_key())}\n"
+                      f"signature {base64.b64encode(signature).decode()}\n", encoding="utf-8")
+    return target
+
+
+def check_signature(path: str | Path, public_key_path: str | Path,
+                    signature_path: str | Path | None = None) -> str:
+    """One line saying whose key signed the bundle's bytes; `BundleError` when the
+    signature is missing, malformed, or not made by that key over these bytes."""
+    from cryptography.exceptions import InvalidSignature
+
+    p = Path(path)
+    key = _public_key(Path(public_key_path))
+    sig_path = Path(signature_path) if signature_path else p.with_name(p.name + SIGNATURE_SUFFIX)
+    try:
+        lines = sig_path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise BundleError(f"bundle rejected: no signature {sig_path} (sign it with "
+                          "`winstor sign-bundle`, or give --signature)") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise BundleError(f"bundle rejected: signature {sig_path} cannot be read ({err})") \
+            from None
+    fields = dict(line.split(" ", 1) for line in lines[1:] if " " in line)
+    try:
+        if not lines or lines[0] != _SIGNATURE_HEADER:
+            raise ValueError("not a winstor bundle signature")
+        signature = base64.b64decode(fields["signature"], validate=True)
+    except (ValueError, KeyError, binascii.Error) as err:
+        raise BundleError(f"bundle rejected: signature {sig_path} is malformed ({err})") \
+            from None
+    mine = fingerprint(key)
+    try:
+        key.verify(signature, p.read_bytes())
+    except InvalidSignature:
+        named = fields.get("key", "?")
+        raise BundleError(
+            f"bundle rejected: its signature does not match key {mine} ({public_key_path}): "
+            + ("the bundle's bytes are not those that were signed" if named == mine
+               else f"it was made with key {named}")) from None
+    return (f"{p}: signed: the signature {sig_path.name} matches key {mine} "
+            f"({public_key_path}): whoever holds its private key vouched for these bytes")
