@@ -57,6 +57,17 @@ class _WatchesFail(BaseHTTPRequestHandler):
             self._json(503, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
                              "reason": "ServiceUnavailable", "code": 503,
                              "message": "etcd is down"})
+        elif self.mode == "lived":  # open for a while, then broken mid-stream (a proxy)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.flush()
+            time.sleep(1.2)
+            self.wfile.write(b"5\r\n{\"ty")  # a torn chunk, then the connection goes
+            self.wfile.flush()
+            self.connection.shutdown(2)
+            self.close_connection = True
         elif self.mode == "drop":
             self.connection.shutdown(2)  # no answer at all: the API went away mid-request
             self.close_connection = True
@@ -132,6 +143,21 @@ def test_a_timeout_names_the_failing_watch(failing_watches: tuple[Api, type[_Wat
     assert message.startswith("timed out after 1s waiting for pod p to start")
     assert "the watch of pods has failed" in message and "etcd is down" in message, message
     assert len([w for w in handler.watches if w[0] == "pods"]) <= 25  # 0.05 s apart, not a spin
+
+
+def test_a_watch_that_lived_is_not_a_failure(
+        failing_watches: tuple[Api, type[_WatchesFail]]) -> None:
+    """A watch broken after it ran a while (an idle proxy) had a working API: it is
+    watched again, once a second at most, and the wait runs to its own deadline."""
+    api, handler = failing_watches
+    handler.mode = "lived"
+    with pytest.raises(waits.WaitFailed) as failed:
+        waits.wait_for(api, PODS, "p", "ns-lived", condition=lambda o: False,
+                       what="pod p to start", timeout=4.0)
+    message = str(failed.value)
+    assert message.startswith("timed out after 4s") and "has failed" not in message, message
+    pods = [w for w in handler.watches if w[0] == "pods"]
+    assert 2 <= len(pods) <= 5, handler.watches
 
 
 def test_the_defaults_are_bounded() -> None:

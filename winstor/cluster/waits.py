@@ -209,17 +209,19 @@ class _Feed(threading.Thread):
                         continue
                     self.reconnects += 1
                     broke = self.stream.error
-                    if cause is not None:
-                        pass
-                    elif broke is not None:
-                        cause = f"the watch broke: {type(broke).__name__}: {broke}"
-                    elif not delivered and time.monotonic() - opened < WATCH_MIN_SECONDS:
-                        cause = "the server ended the watch at once, with no events"
+                    # A watch that lived a while and then ended or broke (an idle proxy, an
+                    # apiserver rolling) had a working API: watch again. One that ends at
+                    # once, with nothing delivered, failed.
+                    if cause is None and not delivered and \
+                            time.monotonic() - opened < WATCH_MIN_SECONDS:
+                        cause = (f"the watch broke at once: {type(broke).__name__}: {broke}"
+                                 if broke is not None else
+                                 "the server ended the watch at once, with no events")
                 if delivered or cause is None:
-                    # Events arrived, or a quiet watch ran its course: the API works.
+                    # Events arrived, or a watch ran a while: the API works.
                     self.failures, pause = 0, WATCH_RETRY_FIRST
                 if cause is None:
-                    continue
+                    continue  # at most one new watch a second (WATCH_MIN_SECONDS)
                 if self.failures == 0:
                     first_failure = opened
                 self.failures += 1
