@@ -38,7 +38,8 @@ def parse_junit(path: Path) -> tuple[dict[str, str], dict[str, str], dict[str, f
         name = case.get("name", "")
         if "[" not in name:
             continue
-        # xdist's loadgroup appends "@<group>" after the parameter id.
+        # xdist's loadgroup may append "@<group>" after the parameter id (tests with
+        # xdist_group marks under pytest 8; winstor itself no longer adds any).
         key = name[name.index("[") + 1:name.index("]")]
         outcome = "passed"
         for child in case:

@@ -66,6 +66,24 @@ def test_dash_m_smb_selects_only_share_checks(tmp_path: Path) -> None:
     assert all(i.startswith("suites/test_smb_fsx.py") for i in ids)
 
 
+def test_the_head_start_is_the_first_fixture_of_each_clusters_checks(tmp_path: Path) -> None:
+    """pytest's setup plan (nothing runs): every check's first session fixture is the head
+    start (fixtures/headstart.py), once per cluster, before the cluster's own objects -
+    here the claim and Deployment EBS-PERSIST-01 needs - so that the first check of a
+    cluster begins every slow object its selected checks need."""
+    proc = pytest_run("--setup-plan", "-q", "-p", "no:randomly", "-k",
+                      "EBS-PERSIST-01 or SMB-POD-01", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    setups = [line.split()[2] for line in proc.stdout.splitlines()
+              if line.strip().startswith("SETUP    S")]
+    assert setups.count("head_start['sim-1']") == setups.count("head_start['sim-2']") == 1
+    for name in ("sim-1", "sim-2"):
+        start = setups.index(f"head_start['{name}']")
+        assert setups[start + 1] == f"cluster['{name}']", setups
+        mine = setups[start:]
+        assert mine.index("seed_workload") > 1 and mine.index("fsx_pod") > 1, setups
+
+
 def _write(tmp_path: Path, name: str, text: str) -> Path:
     path = tmp_path / name
     path.write_text(text)

@@ -131,18 +131,22 @@ def test_terminal_events_end_waits_early(scenario: str, sim_factory, tmp_path: P
     assert result.times["sim-1:EBS-BIND-01"] < 0.2 * 90, result.times
 
 
-def test_failures_are_reported_when_the_cluster_shows_them(tmp_path: Path) -> None:
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_failures_are_reported_when_the_cluster_shows_them(xdist: list[str],
+                                                           tmp_path: Path) -> None:
     """A slow object that fails early decides its checks at once: with the
     servercore pull taking seconds (a tenth of EKS time scaled by 0.02), the
     share pod's failed mount fails SMB-POD-01 and SMB-SHARED-01 before the
     checks that wait for the healthy Deployment's pull, though they come later
-    in the catalog - and every verdict is the one catalog order gives."""
+    in the catalog - and every verdict is the one catalog order gives. Under
+    xdist the checks run out of turn are reported as themselves by the worker."""
     from winstor.targets.embedded import SimProcess
 
     sim = SimProcess(1, ["smb-mapping-missing"], time_scale=0.02)
     sim.start()
     try:
-        args = [f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1", "--timeouts", "sim"]
+        args = [f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1", "--timeouts", "sim",
+                *xdist]
         result = run_suite(args, tmp_path, env=sim.aws_env)
     finally:
         sim.stop()
@@ -155,6 +159,7 @@ def test_failures_are_reported_when_the_cluster_shows_them(tmp_path: Path) -> No
     assert order.index("SMB-POD-01") < order.index("EBS-BIND-01"), order
     assert order.index("SMB-SHARED-01") < order.index("EBS-BIND-01"), order
     assert sorted(order) == sorted(outcomes), order  # each check reported once
+    assert "INTERNALERROR" not in result.output and "crashed" not in result.output
 
 
 def test_one_container_waits_end_on_the_schedulers_verdict_only() -> None:

@@ -63,19 +63,28 @@ def pytest_configure(config: pytest.Config) -> None:
     state = RunState(settings)
     if workerinput:
         state.adopt_worker_input(workerinput)
-        if workerinput.get("winstor_loadgroup"):
-            # Workers re-parse the original arguments and would not group by cluster.
-            config.option.loadgroup = True
         if not state.sim_kubeconfig and settings.use_sim and not state.launch_error:
             state.launch_error = "the controller did not start the embedded cluster"
     config.stash[STATE] = state
     config.pluginmanager.register(Ordering(state, cluster_of), "winstor-ordering")
     _CONFIG["config"] = config
     config.stash[OUTCOMES] = defaultdict(dict)
-    if getattr(config.option, "numprocesses", None) and getattr(
-            config.option, "dist", "no") in ("no", "load"):
-        # A cluster's checks share expensive objects: keep them on one worker.
-        config.option.dist = "loadgroup"
+
+
+DISTRIBUTIONS = ("load", "loadgroup")
+"""The `--dist` modes winstor's scheduler stands in for: `load` is what `-n` alone means,
+`loadgroup` what winstor asked for before it had its own. An explicit other mode
+(`loadfile`, `worksteal`...) is left to xdist."""
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """A cluster's checks share expensive objects: keep them on one worker
+    (`winstor.plugin.scheduling`)."""
+    if config.getvalue("dist") not in DISTRIBUTIONS:
+        return None
+    from winstor.plugin.scheduling import ClusterScheduling
+    return ClusterScheduling(config, log)
 
 
 PATH_OPTIONS = ("--kubeconfig", "--clusters", "--timeouts")
@@ -143,7 +152,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     node.workerinput.update(node.config.stash[STATE].worker_input())
-    node.workerinput["winstor_loadgroup"] = node.config.getvalue("dist") == "loadgroup"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -166,8 +174,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     state = metafunc.config.stash[STATE]
     suffix = f":{check.args[0]}"
     names = [t.name for t in state.settings.targets]
-    metafunc.parametrize("cluster", names, indirect=True, scope="session",
-                         ids=[f"{n}{suffix}" for n in names])
+    ids = [f"{n}{suffix}" for n in names]
+    if "head_start" in metafunc.fixturenames:
+        # The head start (fixtures/headstart.py, autouse, so first of the check's session
+        # fixtures) is per cluster too: parametrized alike, it runs once per cluster.
+        metafunc.parametrize(("cluster", "head_start"), [(n, n) for n in names],
+                             indirect=True, scope="session", ids=ids)
+    else:
+        metafunc.parametrize("cluster", names, indirect=True, scope="session", ids=ids)
 
 
 def cluster_of(item: pytest.Item) -> str | None:
@@ -177,15 +191,12 @@ def cluster_of(item: pytest.Item) -> str | None:
     return callspec.params.get("cluster")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist turns xdist_group marks into node ids
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     settings = config.stash[STATE].settings
     order = {t.name: i for i, t in enumerate(settings.targets)}
     lacks = profiles.get(settings.profile).lacks
     for item in items:
-        name = cluster_of(item)
-        if name:
-            item.add_marker(pytest.mark.xdist_group(name=name))
         missing = [m for m in lacks if checks.check_of(item) and item.get_closest_marker(m)]
         if missing:
             # Declared, not discovered: the profile cannot have what the check judges.
@@ -194,11 +205,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     state = config.stash[STATE]
     for item in items:
         name = cluster_of(item)
-        if name and checks.check_of(item) and _has_fixture(item, "head_start"):
+        if name and checks.check_of(item) and "head_start" in item.fixturenames:
+            # What the cluster's first check begins at once (fixtures/headstart.py).
             state.needed_fixtures.setdefault(name, set()).update(item.fixturenames)
-            # First of all its fixtures: the cluster's first check begins every
-            # slow object its selected checks need (fixtures/headstart.py).
-            item.fixturenames.insert(0, "head_start")
     position = {id(item): i for i, item in enumerate(items)}
     items.sort(key=lambda it: (order.get(cluster_of(it) or "", -1),
                                (checks.check_of(it) or ("", "", 50))[2], position[id(it)]))
@@ -217,11 +226,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         cluster = item.config.stash[STATE].clusters.get(name)
         if cluster is not None and meta[0] not in cluster.failed_checks:
             cluster.failed_checks.append(meta[0])
-
-
-def _has_fixture(item: pytest.Item, name: str) -> bool:
-    """Whether fixture `name` is defined where `item` is collected."""
-    return item.session._fixturemanager.getfixturedefs(name, item) is not None
 
 
 def _cluster_notes(state: RunState) -> dict[str, dict[str, list[str]]]:

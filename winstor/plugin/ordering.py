@@ -19,15 +19,12 @@ catalog order, since some read what an earlier check recorded.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _pytest.runner import runtestprotocol
 
-from winstor.plugin import checks
+from winstor.plugin import checks, internals
 from winstor.plugin.runstate import RunState
 
 __all__ = ["Ordering"]
@@ -36,19 +33,39 @@ POLL = 0.05  # seconds between looks at in-process Deferreds (no requests)
 
 
 class Ordering:
-    """Registered by the plugin; holds nothing but the run state."""
+    """Registered by the plugin; holds the run state and what it ran out of turn.
+
+    A check runs out of turn through pytest's own public `pytest_runtest_protocol` hook,
+    so every plugin's wrappers (captures, warnings, timeouts, reports) see it as they see
+    any check. The two steps pytest and xdist leave no public way to take - tearing the
+    collector stack down to a given item, and a worker reporting an item it was not told
+    to run - are `winstor.plugin.internals`; when one of them changed shape (checked at
+    session start) this ordering is off and checks run in catalog order.
+    """
 
     def __init__(self, state: RunState, cluster_of: Any) -> None:
         self.state = state
         self.cluster_of = cluster_of
         self._position: dict[str, int] = {}
+        self._out_of_turn: str | None = None  # node id running out of turn right now
+        self.off: list[str] = []
+
+    @pytest.hookimpl(trylast=True)  # after pytest's runner made the session's setup state
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.off = internals.problems(session)
+        if self.off:
+            session.config.issue_config_time_warning(pytest.PytestWarning(
+                "winstor: reporting failures first is off, checks report in catalog order: "
+                + "; ".join(self.off)), stacklevel=2)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+        if self.off or item.nodeid == self._out_of_turn:
+            return None  # pytest runs it as usual
         if item.nodeid in self.state.ran_early:
             # Reported already, ahead of its turn: only the teardown its turn would
             # have done is left, so that the next item finds the stack it expects.
-            item.session._setupstate.teardown_exact(nextitem)
+            internals.teardown_to(item.session, nextitem)
             return True
         name = self.cluster_of(item)
         slow = self.state.slow_objects.get(name) if name else None
@@ -58,9 +75,9 @@ class Ordering:
 
     # -----------------------------------------------------------------------------
     def _deps(self, item: pytest.Item, slow: dict[str, list[Any]]) -> list[str]:
-        """The slow objects `item` asks for, in its argument order."""
-        info = getattr(item, "_fixtureinfo", None)
-        return [n for n in (info.argnames if info else ()) if n in slow]
+        """The slow objects `item` needs, in the order pytest sets them up: those its own
+        arguments name first, then those they need (`item.fixturenames`)."""
+        return [n for n in getattr(item, "fixturenames", ()) if n in slow]
 
     def _decided_by_failure(self, item: pytest.Item, slow: dict[str, list[Any]]) -> bool:
         deps = self._deps(item, slow)
@@ -82,41 +99,24 @@ class Ordering:
                 return  # its own failure is due first
             for other in self._later(item, name):
                 if self._decided_by_failure(other, slow) and not item.session.shouldfail:
-                    self.state.ran_early.add(other.nodeid)
-                    with _as_current(other, self._position):
-                        _run(other, nextitem=item)
+                    self._run_out_of_turn(other, nextitem=item)
             if all(d.settled for d in mine) or all(d.settled for ds in slow.values()
                                                     for d in ds):
                 return
             time.sleep(POLL)
 
+    def _run_out_of_turn(self, item: pytest.Item, nextitem: pytest.Item) -> None:
+        """Run `item` now, before `nextitem` (whose turn it is), with pytest's own protocol.
 
-@contextlib.contextmanager
-def _as_current(item: pytest.Item, position: dict[str, int]) -> Iterator[None]:
-    """Under pytest-xdist, make the worker send `item`'s reports as its own: the
-    worker labels every report with the index of the item it is running."""
-    worker = next((p for p in item.config.pluginmanager.get_plugins()
-                   if hasattr(p, "item_index") and hasattr(p, "sendevent")), None)
-    if worker is None:
-        yield
-        return
-    saved = worker.item_index
-    worker.item_index = position[item.nodeid]
-    try:
-        yield
-    finally:
-        worker.item_index = saved
-
-
-def _run(item: pytest.Item, nextitem: pytest.Item) -> None:
-    """What pytest's own runtest protocol does for one item, out of turn.
-
-    The previous check's teardown kept what `nextitem` needs (its module, say);
-    pytest sets an item up only on a stack that is a prefix of its own chain,
-    so first tear down to that (session-scoped fixtures stay).
-    """
-    item.session._setupstate.teardown_exact(item)
-    ihook = item.ihook
-    ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-    runtestprotocol(item, nextitem=nextitem, log=True)
-    ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        The previous check's teardown kept what `nextitem` needs (its module, say);
+        pytest sets an item up only on a stack that is a prefix of its own chain, so
+        first tear down to that (session-scoped fixtures stay).
+        """
+        self.state.ran_early.add(item.nodeid)
+        internals.teardown_to(item.session, item)
+        self._out_of_turn = item.nodeid
+        try:
+            with internals.reports_as(item, self._position[item.nodeid]):
+                item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+        finally:
+            self._out_of_turn = None

@@ -16,8 +16,8 @@ Where things happen, and why:
   execnet whatever the evidence held. Cluster facts (nodes, AMIs, versions,
   timeline) are read there at session end and sent in `workeroutput`.
 - on the controller (or the only process): everything is merged and the
-  files are written, JUnit by a second pytest `LogXML` so that it is
-  complete under xdist too.
+  files are written, JUnit by `winstor.plugin.junit` from the reports that
+  arrive there, so that it is complete under xdist too.
 
 This module is the registered plugin (`winstor-reports`), so it holds the
 hooks and what only they use; the rest lives in `winstor.plugin.reportconfig` (the
@@ -32,9 +32,9 @@ import json
 from typing import Any
 
 import pytest
-from _pytest.junitxml import LogXML
 
 from winstor.plugin import checks
+from winstor.plugin.junit import JunitWriter
 from winstor.plugin.reportconfig import (
     OPTS,
     add_options,
@@ -82,8 +82,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if state is None:
         return
     run.run_dir = opts.report_dir / state.settings.run_id
-    config.pluginmanager.register(_RunJunit(str(run.run_dir / "junit.xml"), config, run),
-                                  "winstor-run-junit")
+    config.pluginmanager.register(
+        JunitWriter(run.run_dir / "junit.xml", config, enabled=lambda: run.enabled),
+        "winstor-run-junit")
 
 
 def _refuse_partial_runs(config: pytest.Config) -> None:
@@ -117,30 +118,6 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
     if opts is not None and opts.certify and any(checks.check_of(i) for i in items):
         raise pytest.UsageError(f"winstor: --certify runs the whole catalog, but {len(items)} "
                                 "check(s) were deselected")
-
-
-class _RunJunit(LogXML):
-    """pytest's own JUnit writer, fixed to xunit2 and to the run directory, writing only
-    when the run executed catalog checks (a self-test session writes nothing)."""
-
-    def __init__(self, path: str, config: pytest.Config, run: RunReports) -> None:
-        def ini(name: str, default: Any) -> Any:
-            try:  # pytest's junitxml plugin may be disabled (-p no:junitxml)
-                return config.getini(name)
-            except ValueError:
-                return default
-        super().__init__(path, getattr(config.option, "junitprefix", None),
-                         ini("junit_suite_name", "pytest"), ini("junit_logging", "no"),
-                         ini("junit_duration_report", "total"), "xunit2",
-                         ini("junit_log_passing_tests", True))
-        self.run = run
-
-    def pytest_sessionfinish(self) -> None:  # type: ignore[override]
-        if self.run.enabled:
-            super().pytest_sessionfinish()
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:  # type: ignore[override]
-        return None  # the run's own summary names the directory
 
 
 # ---------------------------------------------------------------- the process running checks
@@ -188,6 +165,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         "markers": sorted({m.name for m in item.iter_markers()}
                           - {"winstor_check", "parametrize", "xdist_group", "usefixtures"}),
         "reason": redactor.text(reason[:REASON_LIMIT]) if reason else None,
+        # The xdist worker running it (gw0, gw1...), from its own workerinput rather than
+        # PYTEST_XDIST_WORKER, which a run started inside a worker inherits; None serially.
+        "worker": (getattr(item.config, "workerinput", None) or {}).get("workerid"),
     }
     evidence = item.stash.get(EVIDENCE, None)
     if evidence is not None and report.when != "teardown":

@@ -55,6 +55,7 @@ class CheckRecord:
     evidence: dict[str, Any] = dataclasses.field(default_factory=dict)
     diagnostic_files: dict[str, str] = dataclasses.field(default_factory=dict)
     decided: bool = False
+    worker: str | None = None
 
 
 def parse_nodeid(nodeid: str) -> tuple[str, str] | None:
@@ -86,9 +87,12 @@ class RunReports:
         raw = getattr(report, PAYLOAD, None)
         payload = json.loads(raw) if isinstance(raw, str) else {}
         ids = (payload.get("cluster"), payload.get("id")) if payload else None
+        lost = report.failed and report.when not in ("setup", "call", "teardown")
         if not ids or not all(ids):
             parsed = parse_nodeid(report.nodeid)
-            if parsed is None or not (payload or report.nodeid in self.records):
+            # A check whose worker died is reported by xdist's controller (when="???",
+            # no payload): it is recorded as an error, never left out.
+            if parsed is None or not (payload or lost or report.nodeid in self.records):
                 return
             ids = parsed
         with self._lock:
@@ -106,12 +110,16 @@ class RunReports:
                 rec.stop = max(rec.stop or stop, stop)
             if payload.get("markers"):
                 rec.markers = payload["markers"]
+            if payload.get("worker"):
+                rec.worker = payload["worker"]
             if "evidence" in payload:
                 rec.evidence = payload["evidence"] or {}
             if payload.get("diagnostics"):
                 rec.diagnostic_files = payload["diagnostics"]
             reason = payload.get("reason")
-            if report.when == "setup" and (report.failed or report.skipped):
+            if lost:
+                rec.outcome, rec.reason, rec.decided = "error", str(report.longrepr), True
+            elif report.when == "setup" and (report.failed or report.skipped):
                 rec.outcome = "error" if report.failed else "skipped"
                 rec.when, rec.reason, rec.decided = "setup", reason, True
             elif report.when == "call":
@@ -145,7 +153,8 @@ class RunReports:
                 "id": r.id, "title": r.title, "cluster": r.cluster, "nodeid": r.nodeid,
                 "outcome": r.outcome, "when": r.when, "duration": round(r.duration, 4),
                 "start": r.start, "stop": r.stop, "markers": r.markers,
-                "reason": r.reason, "evidence": r.evidence, "diagnostics": diag})
+                "reason": r.reason, "evidence": r.evidence, "diagnostics": diag,
+                "worker": r.worker})
         finished = time.time()
         doc: dict[str, Any] = {
             "kind": results.KIND, "schema_version": results.SCHEMA_VERSION,

@@ -127,6 +127,7 @@ _CHECK = _obj("One check on one cluster.", {
     "diagnostics": {"type": "array", "items": {"type": "string"},
                     "description": "Files under the run directory (diagnostics/...) for a "
                                    "failed check; empty otherwise."},
+    "worker": _ns("pytest-xdist worker that ran it (gw0, gw1...); null in a serial run."),
 }, required=("id", "title", "cluster", "nodeid", "outcome", "duration", "reason", "evidence",
              "diagnostics"))
 
