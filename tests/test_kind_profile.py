@@ -403,7 +403,8 @@ def test_kind_up_options_documented_in_readme_exist() -> None:
     documented = set(re.findall(r"`(--[a-z-]+)`", text.split("## Steps", 1)[1]))
     parser = build_parser()
     for option in documented - {"--profile"}:
-        parser.parse_args(["kind", "up", option, "x"])
+        # A value every option takes: --wait must read as a Go duration.
+        parser.parse_args(["kind", "up", option, "30s"])
 
 
 # ------------------------------------------------------------- against the sim
