@@ -34,7 +34,7 @@ replace (
 def module(tmp_path: Path) -> Path:
     """A stand-in for controlplane/: the files the key reads, no Go code to build."""
     root = tmp_path / "controlplane"
-    for sub in ("", "csi/provisioner", "csi/ebs"):
+    for sub in ("", "csi", "csi/ebs"):
         d = root / sub
         d.mkdir(parents=True, exist_ok=True)
         (d / "go.mod").write_text(GO_MOD if not sub else f"module x/{sub}\n")
@@ -119,7 +119,7 @@ def test_key_follows_go_sum_go_mod_and_own_sources_only(module: Path) -> None:
     key = build.cache_key(module)
     (module / "README.md").write_text("other notes\n")
     assert build.cache_key(module) == key, "a README edit must not rebuild"
-    for changed in (module / "go.sum", module / "csi/ebs/go.sum", module / "csi/provisioner/go.mod",
+    for changed in (module / "go.sum", module / "csi/ebs/go.sum", module / "csi/go.mod",
                     module / "cmd/winstor-kubelet-stream/main.go"):
         before = changed.read_text()
         changed.write_text(before + "\n")
@@ -164,7 +164,7 @@ def test_only_missing_binaries_are_built(module: Path, fake_go: FakeGo) -> None:
     build.ensure_built(progress=lambda _: None, module_dir=module)
     assert [(c[0][-1], c[1]) for c in fake_go.calls] == [
         ("github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner",
-         module / "csi/provisioner")]
+         module / "csi")]
 
 
 def test_nothing_runs_when_everything_is_built_not_even_a_lookup_of_go(

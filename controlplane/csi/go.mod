@@ -1,8 +1,12 @@
-module winstor.dev/controlplane/csi/provisioner
+module winstor.dev/controlplane/csi
 
 go 1.26.0
 
-require github.com/kubernetes-csi/external-provisioner/v6 v6.3.0
+require (
+	github.com/kubernetes-csi/external-attacher/v4 v4.12.0
+	github.com/kubernetes-csi/external-provisioner/v6 v6.3.0
+	github.com/kubernetes-csi/external-resizer/v2 v2.2.0
+)
 
 require (
 	cel.dev/expr v0.25.2 // indirect
@@ -17,6 +21,7 @@ require (
 	github.com/coreos/go-systemd/v22 v22.7.0 // indirect
 	github.com/davecgh/go-spew v1.1.2-0.20180830191138-d8f796af33cc // indirect
 	github.com/emicklei/go-restful/v3 v3.13.0 // indirect
+	github.com/evanphx/json-patch v5.9.11+incompatible // indirect
 	github.com/evanphx/json-patch/v5 v5.9.11 // indirect
 	github.com/felixge/httpsnoop v1.0.4 // indirect
 	github.com/fsnotify/fsnotify v1.10.1 // indirect
@@ -40,7 +45,7 @@ require (
 	github.com/go-openapi/swag/yamlutils v0.26.0 // indirect
 	github.com/gogo/protobuf v1.3.2 // indirect
 	github.com/golang/protobuf v1.5.4 // indirect
-	github.com/google/cel-go v0.27.0 // indirect
+	github.com/google/cel-go v0.28.1 // indirect
 	github.com/google/gnostic-models v0.7.1 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus v1.1.0 // indirect
@@ -119,10 +124,14 @@ require (
 	sigs.k8s.io/yaml v1.6.0 // indirect
 )
 
-// external-provisioner v6.3.0 (the oldest version the module proxy serves) needs
-// client-go v0.36 (cache.WaitFor, SharedIndexInformer.HasSyncedChecker): it does not
-// compile against v0.35.4. So it has its own module at its release, Kubernetes
-// v1.36.1, every k8s.io module at v0.36.1.
+// The CSI sidecars, at the release they are built and tested against upstream:
+// Kubernetes v1.36.1, every k8s.io module at v0.36.1. They cannot share the control
+// plane's v1.35.4: external-provisioner v6.3.0 (the oldest version the module proxy
+// serves) needs client-go v0.36 (cache.WaitFor, SharedIndexInformer.HasSyncedChecker)
+// and does not compile against v0.35.4; external-attacher v4.12.0 and external-resizer
+// v2.2.0 (the oldest served) pin v0.36.1 too. A v1.36 client of a v1.35 API server
+// is within Kubernetes' version skew policy, as on EKS where the add-on's sidecars
+// are built on their own schedule.
 replace (
 	k8s.io/api => k8s.io/api v0.36.1
 	k8s.io/apiextensions-apiserver => k8s.io/apiextensions-apiserver v0.36.1

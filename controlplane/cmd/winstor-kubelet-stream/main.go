@@ -102,13 +102,61 @@ func (b *backend) exec(ctx context.Context, req execRequest) (*execResponse, err
 
 // executor adapts the backend to the kubelet library's Executor. The pod's
 // namespace and name travel in the name argument as "namespace/name".
-type executor struct{ backend *backend }
+type executor struct {
+	backend   *backend
+	stdinIdle time.Duration
+}
+
+// readStdin collects stdin until EOF, or until it has been quiet for idle: the
+// backend runs a command to completion, so it needs stdin whole, but a client may
+// open stdin and never close it (the websocket protocols before v5 cannot
+// half-close), where a real process that does not read stdin would still exit.
+func readStdin(ctx context.Context, in io.Reader, idle time.Duration) ([]byte, error) {
+	type chunk struct {
+		data []byte
+		err  error
+	}
+	chunks := make(chan chunk, 1)
+	go func() {
+		for {
+			buf := make([]byte, 32*1024)
+			n, err := in.Read(buf)
+			chunks <- chunk{buf[:n], err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	var data []byte
+	timer := time.NewTimer(idle)
+	defer timer.Stop()
+	for {
+		select {
+		case c := <-chunks:
+			data = append(data, c.data...)
+			if errors.Is(c.err, io.EOF) {
+				return data, nil
+			}
+			if c.err != nil {
+				return data, c.err
+			}
+			if !timer.Stop() {
+				<-timer.C
+			}
+			timer.Reset(idle)
+		case <-timer.C:
+			return data, nil
+		case <-ctx.Done():
+			return data, ctx.Err()
+		}
+	}
+}
 
 func (e executor) ExecInContainer(ctx context.Context, name string, _ types.UID, container string, cmd []string, in io.Reader, out, errw io.WriteCloser, tty bool, _ <-chan remotecommand.TerminalSize, _ time.Duration) error {
 	namespace, pod, _ := strings.Cut(name, "/")
 	req := execRequest{Namespace: namespace, Pod: pod, Container: container, Command: cmd, TTY: tty}
 	if in != nil {
-		data, err := io.ReadAll(in)
+		data, err := readStdin(ctx, in, e.stdinIdle)
 		if err != nil {
 			return fmt.Errorf("reading stdin: %w", err)
 		}
@@ -152,7 +200,8 @@ func writeB64(w io.Writer, s string) error {
 }
 
 type server struct {
-	backend *backend
+	backend   *backend
+	stdinIdle time.Duration
 }
 
 // podPath splits /{prefix}/{ns}/{pod}/{container} or, as the kubelet also
@@ -185,7 +234,7 @@ func (s *server) serveExec(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log.Printf("exec %s/%s/%s %q stdin=%t tty=%t", namespace, pod, container, cmd, opts.Stdin, opts.TTY)
-	remotecommandserver.ServeExec(w, r, executor{s.backend}, namespace+"/"+pod, "", container, cmd, opts,
+	remotecommandserver.ServeExec(w, r, executor{s.backend, s.stdinIdle}, namespace+"/"+pod, "", container, cmd, opts,
 		streamIdleTimeout, streamCreationTimeout, remotecommandconsts.SupportedStreamingProtocols)
 }
 
@@ -295,6 +344,7 @@ func main() {
 		clientCA   = flag.String("client-ca-file", "", "CA that signs the clients' certificates (the API server's kubelet client certificate)")
 		backendURL = flag.String("backend", "", "base URL of the node agent, e.g. http://127.0.0.1:PORT")
 		timeout    = flag.Duration("backend-timeout", 10*time.Minute, "timeout of one backend call")
+		stdinIdle  = flag.Duration("stdin-idle-timeout", 2*time.Second, "exec stdin counts as closed after this long without data")
 	)
 	flag.Parse()
 	log.SetPrefix("winstor-kubelet-stream: ")
@@ -317,7 +367,7 @@ func main() {
 	if !pool.AppendCertsFromPEM(caPEM) {
 		log.Fatalf("--client-ca-file: no certificate in %s", *clientCA)
 	}
-	s := &server{backend: &backend{base: base, client: &http.Client{Timeout: *timeout}}}
+	s := &server{backend: &backend{base: base, client: &http.Client{Timeout: *timeout}}, stdinIdle: *stdinIdle}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })
 	mux.HandleFunc("/exec/", s.serveExec)

@@ -69,14 +69,15 @@ COMPONENTS: tuple[Component, ...] = (
     # kube-apiserver, kube-controller-manager, kube-scheduler and etcd: argv[1] selects.
     Component("winstor-kube", "kube", ".", "./cmd/winstor-kube", version_ldflags=True),
     Component("winstor-kubelet-stream", "kubelet_stream", ".", "./cmd/winstor-kubelet-stream"),
-    Component("csi-attacher", "csi_attacher", ".",
-              "github.com/kubernetes-csi/external-attacher/v4/cmd/csi-attacher"),
-    Component("csi-resizer", "csi_resizer", ".",
-              "github.com/kubernetes-csi/external-resizer/v2/cmd/csi-resizer"),
-    # Its own module: it needs client-go v0.36 (see controlplane/csi/provisioner/go.mod).
-    Component("csi-provisioner", "csi_provisioner", "csi/provisioner",
+    # The CSI sidecars have a module of their own at their release, v1.36.1
+    # (controlplane/csi/go.mod says why).
+    Component("csi-provisioner", "csi_provisioner", "csi",
               "github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner"),
-    # Its own module: it needs client-go v0.33 (see controlplane/csi/ebs/go.mod).
+    Component("csi-attacher", "csi_attacher", "csi",
+              "github.com/kubernetes-csi/external-attacher/v4/cmd/csi-attacher"),
+    Component("csi-resizer", "csi_resizer", "csi",
+              "github.com/kubernetes-csi/external-resizer/v2/cmd/csi-resizer"),
+    # The driver has one of its own, at v0.33.1 (controlplane/csi/ebs/go.mod says why).
     Component("aws-ebs-csi-driver", "ebs_csi_driver", "csi/ebs",
               "github.com/kubernetes-sigs/aws-ebs-csi-driver/cmd"),
 )
@@ -89,9 +90,9 @@ class Binaries:
     release: str
     kube: Path
     kubelet_stream: Path
+    csi_provisioner: Path
     csi_attacher: Path
     csi_resizer: Path
-    csi_provisioner: Path
     ebs_csi_driver: Path
 
     def paths(self) -> dict[str, Path]:
