@@ -88,6 +88,9 @@ def clusters_of(nodeids: list[str]) -> list[str]:
     ("tests/test_x.py::test_y[2:ebs-attach-fails]", "test:tests/test_x.py::test_y"
                                                     "[2:ebs-attach-fails]"),
     ("tests/test_x.py::test_y", "test:tests/test_x.py::test_y"),
+    ("tests/test_x.py::test_y@db", "group:db"),  # xdist_group under pytest 8's loadgroup
+    ("tests/test_x.py::test_y[a@b]", "test:tests/test_x.py::test_y[a@b]"),
+    ("tests/test_x.py::test_y[a@b]@db", "group:db"),
 ])
 def test_a_cluster_is_read_from_the_check_id_and_nothing_else(nodeid: str, unit: str) -> None:
     assert unit_of(nodeid) == unit

@@ -18,8 +18,9 @@ Work units: all checks of one cluster - the cluster is in the test id,
 `suites/test_x.py::test_y[sim-1:EBS-PERSIST-01]` - sent to one worker at once, in
 collection order (the catalog order `winstor.plugin.hooks` sorts); every other test is a
 unit of its own, so a session of ordinary tests (the self-tests) is balanced test by
-test. A worker is sent its next unit when at most two of its tests are left, like xdist's
-load-scope scheduling, and workers beyond the number of units are shut down at once.
+test, except that tests xdist's loadgroup grouped (pytest 8) stay grouped. A worker is
+sent its next unit when at most two of its tests are left, like xdist's load-scope
+scheduling, and workers beyond the number of units are shut down at once.
 When a worker dies, the test it was running is reported lost (never run again: it might
 kill the next worker too) and the rest of its units go to the other workers.
 """
@@ -65,9 +66,17 @@ def _collection_diff(a: Sequence[str], b: Sequence[str], a_name: str, b_name: st
 
 
 def unit_of(nodeid: str) -> str:
-    """The work unit a test belongs to: `cluster:<name>` for a catalog check, else itself."""
+    """The work unit a test belongs to: `cluster:<name>` for a catalog check; for another
+    test, the group xdist's loadgroup appended (`@<group>`, under pytest 8, for tests with
+    `xdist_group` marks - winstor's plugin loads in every session where it is installed, so
+    their grouping is kept), else the test itself."""
     m = _CHECK_PARAM.search(nodeid)
-    return f"cluster:{m.group('cluster')}" if m else f"test:{nodeid}"
+    if m:
+        return f"cluster:{m.group('cluster')}"
+    at = nodeid.rfind("@")
+    if at > nodeid.rfind("]"):
+        return f"group:{nodeid[at + 1:]}"
+    return f"test:{nodeid}"
 
 
 class ClusterScheduling:
