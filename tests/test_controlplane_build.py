@@ -9,6 +9,9 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import sys
+import threading
+import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -270,3 +273,28 @@ def test_cached_apiserver_reports_the_pinned_release() -> None:
     done = subprocess.run([str(_CACHED.kube), "kube-apiserver", "--version"],
                           capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == f"Kubernetes {_CACHED.release}"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the build lock is POSIX flock")
+def test_a_second_builder_waits_for_the_first_and_says_so(module: Path, fake_go: FakeGo) -> None:
+    import fcntl
+
+    target = build.cache_dir(module)
+    target.mkdir(parents=True)
+    said: list[str] = []
+    with open(target / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+
+        waiter = threading.Thread(
+            target=lambda: build.ensure_built(progress=said.append, module_dir=module))
+        waiter.start()
+        for _ in range(200):
+            if said:
+                break
+            time.sleep(0.01)
+        assert said and said[0].startswith("waiting for another process"), said
+        assert fake_go.calls == [], "nothing builds while another process holds the lock"
+        fcntl.flock(held, fcntl.LOCK_UN)
+    waiter.join(timeout=10)
+    assert not waiter.is_alive()
+    assert len(fake_go.calls) == len(build.COMPONENTS)

@@ -214,7 +214,7 @@ def _tail(text: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
+def _locked(directory: Path, say: Callable[[str], None]) -> Iterator[None]:
     """One build of a cache directory at a time (pytest-xdist workers, two runs)."""
     directory.mkdir(parents=True, exist_ok=True)
     try:
@@ -223,7 +223,11 @@ def _locked(directory: Path) -> Iterator[None]:
         yield
         return
     with open(directory / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"waiting for another process that is building {directory}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -276,7 +280,7 @@ def ensure_built(progress: Callable[[str], None] | None = None,
     if shutil.which("go") is None:
         raise BuildError("`go` not found on PATH: the controlplane target builds Kubernetes "
                          f"{release} from Go modules and needs Go 1.26 or newer", ["go"])
-    with _locked(target):
+    with _locked(target, say):
         missing = [c for c in COMPONENTS if not _is_built(bin_dir / c.binary)]
         if not missing:  # another process built them while we waited for the lock
             return binaries
