@@ -87,6 +87,10 @@ def test_wheel_carries_suites_fixtures_manifests_and_probes(wheel: Path) -> None
             assert f"winstor/manifests/{rel}" in names, rel
     assert "winstor/kind_config/cluster.yaml" in names
     assert "winstor/cli/run.ini" in names
+    for go_file in (ROOT / "controlplane").rglob("*"):
+        if go_file.name in ("go.mod", "go.sum") or go_file.suffix == ".go":
+            rel = go_file.relative_to(ROOT / "controlplane").as_posix()
+            assert f"winstor/controlplane/{rel}" in names, rel
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "winstor = winstor.plugin.hooks" in text and "winstor = winstor.cli.main:main" in text

@@ -114,17 +114,11 @@ class BuildError(RuntimeError):
 
 
 def default_module_dir() -> Path:
-    """`controlplane/` at the top of a checkout, else the installed `winstor.controlplane`."""
-    here = Path(__file__).resolve().parents[3] / "controlplane"
-    if (here / "go.mod").is_file():
-        return here
-    try:  # a wheel maps controlplane/ to the data package winstor.controlplane
-        from winstor.resources import data_dir
+    """The Go modules: the data package `winstor.controlplane` (`controlplane/` of a
+    checkout, mapped by pyproject; the same files inside an installed wheel)."""
+    from winstor.resources import data_dir
 
-        installed = data_dir("controlplane")
-    except (ImportError, ModuleNotFoundError, RuntimeError):
-        return here
-    return installed if (installed / "go.mod").is_file() else here
+    return data_dir("controlplane")
 
 
 _RELEASE_RE = re.compile(r"^\s*k8s\.io/kubernetes\s+=>\s+k8s\.io/kubernetes\s+(v\d+\.\d+\.\d+)\s*$",
