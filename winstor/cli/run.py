@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from winstor.resources import data_dir
@@ -30,14 +31,22 @@ def pytest_args(extra: list[str]) -> list[str]:
 
 
 def run_pytest(extra: list[str]) -> int:
-    """Run pytest in this process with the installed suites; its exit status."""
-    import pytest
+    """Become `python -m pytest` with the installed suites (never returns on POSIX).
 
+    Replacing the process, rather than calling `pytest.main()` here, gives pytest a fresh
+    interpreter: the `winstor` package is not imported yet, so pytest can rewrite the
+    plugin's asserts as it does for `pytest` in a checkout (no "already imported"
+    warning), and signals (Ctrl-C, a CI system's SIGTERM) reach pytest directly.
+    """
     if extra[:1] == ["--"]:
         extra = extra[1:]
     # Relative to where the person runs it, not to the installed package.
     os.environ.setdefault("WINSTOR_REPORT_DIR", str(Path.cwd() / "reports"))
-    return int(pytest.main(pytest_args(extra)))
+    argv = [sys.executable, "-m", "pytest", *pytest_args(extra)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
+    return 1  # not reached: execv replaced the process
 
 
 def register(sub: argparse._SubParsersAction) -> None:
