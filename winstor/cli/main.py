@@ -37,7 +37,7 @@ def _register_more(sub: argparse._SubParsersAction) -> None:
     """Subcommands that live in their own modules (reports and bundles, janitor, kind)."""
     import importlib
 
-    for name in ("run", "reports", "janitor", "kind"):
+    for name in ("run", "reports", "janitor", "kind", "controlplane"):
         try:
             module = importlib.import_module(f".{name}", __package__)
         except ModuleNotFoundError as err:
