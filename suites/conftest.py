@@ -8,4 +8,6 @@ pytest_plugins = [
     "winstor.fixtures.nodes",
     "winstor.fixtures.aws",
     "winstor.fixtures.headstart",
+    "winstor.fixtures.ebs_lifecycle",
+    "winstor.fixtures.optin",
 ]

@@ -41,7 +41,11 @@ def leftovers(sim: SimProcess, context: str = "sim-1") -> list[str]:
     out += [f"pvc/{p.metadata.namespace}/{p.metadata.name}" for p in
             v1.list_persistent_volume_claim_for_all_namespaces().items
             if (p.metadata.namespace or "").startswith("winstor-")]
-    out += [f"pv/{p.metadata.name}" for p in v1.list_persistent_volume().items]
+    # Every PV a run's claim had (any claim in a winstor- namespace, and PVs bound to
+    # nothing), not the cluster's own (a scenario's pre-existing workload in kube-system).
+    out += [f"pv/{p.metadata.name}" for p in v1.list_persistent_volume().items
+            if p.spec.claim_ref is None
+            or (p.spec.claim_ref.namespace or "").startswith("winstor-")]
     out += [f"storageclass/{c.metadata.name}" for c in
             storage.list_storage_class(label_selector=MANAGED).items]
     if sim.aws_env:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from helpers import ROOT
+from test_scenarios import ALL
 
 NO_SIM = '''
 import winstor.targets.embedded
@@ -42,10 +43,39 @@ def test_help_groups_options_with_env_and_ini() -> None:
     assert "WINSTOR_SIM_SCENARIO" in out and "winstor_sim_scenario" in out
 
 
+def test_help_lists_the_catalog_and_its_markers() -> None:
+    """Every check id with its markers, and every winstor marker, after pytest's help."""
+    from winstor.plugin.catalog import entries
+    from winstor.plugin.checks import MARKERS
+
+    out = pytest_run("--help").stdout
+    assert "--opt-in=OPT_IN" in out and "WINSTOR_OPT_IN" in out and "winstor_opt_in" in out
+    catalog = out.split("winstor checks (id, title, [markers]", 1)[1]
+    listed = entries(ROOT / "suites")
+    assert {e.id for e in listed} >= {"EBS-RESIZE-01", "EBS-RESIZE-02", "EBS-RETAIN-01",
+                                      "EBS-MOVE-01", "EBS-MOVE-02", "EBS-PERSIST-01"}
+    for e in listed:
+        assert f"  {e.id} " in catalog, e.id
+    assert "[ebs, aws, disruptive, drain (opt-in)]" in catalog  # EBS-MOVE-01
+    for marker in MARKERS:
+        assert f"\n  {marker}: " in catalog, marker
+
+
+def test_readme_table_lists_every_check() -> None:
+    from winstor.plugin.catalog import entries
+
+    readme = (ROOT / "README.md").read_text()
+    for e in entries(ROOT / "suites"):
+        row = next((ln for ln in readme.splitlines() if ln.startswith(f"| `{e.id}` |")), None)
+        assert row is not None, f"README's check table has no row for {e.id}"
+        for marker in e.markers:
+            assert f"`{marker}`" in row, (e.id, marker)
+
+
 def test_markers_are_registered() -> None:
     out = pytest_run("--markers").stdout
     for marker in ("storageclass", "ebs", "persistence", "smb", "fsx", "csi_proxy", "nodes",
-                   "aws", "disruptive", "winstor_check"):
+                   "aws", "disruptive", "drain", "winstor_check"):
         assert f"@pytest.mark.{marker}" in out, marker
 
 
@@ -53,8 +83,8 @@ def test_collect_only_lists_the_catalog_per_cluster_without_a_cluster(tmp_path: 
     proc = pytest_run("--collect-only", "-q", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ids = [line for line in proc.stdout.splitlines() if "::" in line]
-    assert len(ids) == 40
-    assert sum("[sim-1:" in i for i in ids) == 20 and sum("[sim-2:" in i for i in ids) == 20
+    assert len(ids) == 2 * len(ALL)
+    assert sum("[sim-1:" in i for i in ids) == sum("[sim-2:" in i for i in ids) == len(ALL)
     assert any(i.endswith("[sim-1:EBS-PERSIST-01]") for i in ids)
 
 
@@ -113,6 +143,12 @@ current-context: real
      "YAML aliases are not allowed"),
     (["--sim-scenario", "no-such-thing"], {}, "unknown scenario 'no-such-thing'"),
     (["--timeouts", "fast"], {}, "--timeouts fast: not eks, sim, or a readable file"),
+    (["--opt-in", "reboot"], {}, "--opt-in: 'reboot' is not an opt-in marker (known: drain)"),
+    (["--clusters={cf}", "--kubeconfig={kc}"],
+     {"cf": "clusters:\n  - context: real\n    opt_in: [drian]\n", "kc": KUBECONFIG},
+     "cluster real: opt_in: 'drian' is not an opt-in marker"),
+    (["--clusters={cf}"], {"cf": "clusters:\n  - context: real\n    opt_in: drain\n"},
+     "opt_in: expected list, got str"),
 ])
 def test_bad_input_is_one_line_and_a_usage_error(args: list[str], files: dict[str, str],
                                                  expected: str, tmp_path: Path) -> None:

@@ -520,12 +520,33 @@ def test_twin_keys_equal_probe_keys() -> None:
         "smb-mappings": ({}, host),
         "write-file": ({"path": r"C:\data\f.txt", "content": "x"}, pod),
         "read-file": ({"path": r"C:\data\f.txt"}, pod),
+        "volume-info": ({"path": r"C:\data"}, pod),
     }
     assert set(runs) == set(probes.available_probes())
     for name, (params, view) in runs.items():
         data = _run(name, params, view).data
         expected = _ordered_keys(probes.load_probe(name).text)
         assert _keys(data) == expected, name
+
+
+def test_volume_info_follows_the_partition_not_the_disk() -> None:
+    """A grown EBS disk shows at once; the NTFS volume only after csi-proxy's ResizeVolume
+    (what EBS-RESIZE-01 reads in the pod), and the data stays."""
+    node, pod, _, volume, _ = _cluster()
+    _run("write-file", {"path": r"C:\data\keep.txt", "content": "kept"}, pod)
+    before = _run("volume-info", {"path": r"C:\data"}, pod).data
+    assert before["file_system"] == "NTFS" and before["disk_bytes"] == 1 << 30
+    assert 0.95 * (1 << 30) < before["size_bytes"] <= before["partition_bytes"] < 1 << 30
+    assert before["size_remaining_bytes"] < before["size_bytes"]
+    volume.size_gib = 2
+    grown_disk = _run("volume-info", {"path": r"C:\data"}, pod).data
+    assert grown_disk["disk_bytes"] == 2 << 30 and grown_disk["size_bytes"] == before["size_bytes"]
+    node.resize_volume(volume)
+    after = _run("volume-info", {"path": r"C:\data"}, pod).data
+    assert 1.95 * (1 << 30) < after["size_bytes"] < 2 << 30
+    assert _run("read-file", {"path": r"C:\data\keep.txt"}, pod).data["content"] == "kept"
+    assert "No MSFT_Volume objects found with property 'FilePath' equal to 'C:\\nope'" in \
+        _fails("volume-info", {"path": r"C:\nope"}, pod)
 
 
 def test_unknown_probe_version_fails_like_a_missing_command() -> None:

@@ -45,6 +45,7 @@ UNEXERCISED = {
     ("deployments", "list"): "a namespace that does not go is reported with what holds it",
     ("pods/exec", "create"): "websocket exec needs it from Kubernetes 1.35; the sim is 1.31",
     ("namespaces", "watch"): "the sim often deletes a namespace before the wait watches it",
+    ("leases", "get"): "only when another run holds the drain Lease",
 }
 
 PODS = kind_of("v1", "Pod")
@@ -334,10 +335,15 @@ def test_manifests_grant_each_rule_with_a_reason() -> None:
         "every rule needs a comment above it"
     granted = {v for r in rules for v in r["verbs"]}
     assert "*" not in granted and not {"update", "deletecollection"} & granted
-    # The one patch: a run records itself as a user of the shared gp2-windows class.
+    # The patches: a run records itself as a user of the shared classes, EBS-MOVE-01
+    # cordons and uncordons a node, EBS-RESIZE-01/02 grow a claim.
     patching = [r for r in rules if "patch" in r["verbs"]]
-    assert patching == [{"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"],
-                         "resourceNames": ["gp2-windows"], "verbs": ["get", "patch", "delete"]}]
+    assert patching == [
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["patch"]},
+        {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["patch"]},
+        {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"],
+         "resourceNames": ["gp2-windows", "gp2-windows-lifecycle"],
+         "verbs": ["get", "patch", "delete"]}]
     assert all("*" not in r["resources"] and "*" not in r["apiGroups"] for r in rules)
     for d in docs:
         labels = d["metadata"].get("labels") or {}
@@ -364,8 +370,11 @@ def test_least_privilege_role_passes_the_full_suite(sim_factory, tmp_path: Path)
     assert result.code == 0, result.output[-3000:]
     assert result.outcomes == {f"sim-1:{c}": "passed" for c in ALL}
     assert leftovers(sim) == []
-    # Nothing was refused except SMB-PSA-01's dry run, by Pod Security admission.
-    assert {k: n for k, n in during.items() if k[2] == 403} == {("create", "pods", 403): 1}
+    # Nothing was refused except the dry runs meant to be: SMB-PSA-01's pod, by Pod
+    # Security admission, and EBS-RESIZE-02's growing of the seed's claim, by the resize
+    # admission.
+    assert {k: n for k, n in during.items() if k[2] == 403} == {
+        ("create", "pods", 403): 1, ("patch", "persistentvolumeclaims", 403): 1}
     # Every right granted is used (websocket exec is a `get` of pods/exec before 1.35).
     used = {("get" if res == "pods/exec" else verb, res) for verb, res, _ in during if res}
     granted = {(verb, res) for _, res, verb in rights()}
@@ -464,7 +473,11 @@ def test_kubectl_create_token_and_auth_can_i(sim_factory, tmp_path: Path) -> Non
                          (["delete", "storageclass/gp2"], "no"),
                          (["list", "daemonsets", "-n", "kube-system"], "yes"),
                          (["list", "daemonsets", "-n", "default"], "no"),
-                         (["get", "secrets", "-A"], "no"), (["patch", "nodes"], "no")):
+                         (["get", "secrets", "-A"], "no"),
+                         # EBS-MOVE-01 cordons and drains a node: it may patch nodes and
+                         # evict pods, never delete a node.
+                         (["patch", "nodes"], "yes"), (["delete", "nodes"], "no"),
+                         (["create", "pods/eviction"], "yes")):
         assert kubectl("auth", "can-i", *args, kc=kc).stdout.strip() == answer, args
     denied = kubectl("delete", "storageclass", "gp2", kc=kc)
     assert denied.returncode != 0

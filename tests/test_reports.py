@@ -18,12 +18,9 @@ from pathlib import Path
 import pytest
 
 from helpers import ROOT
-from test_scenarios import ALL
+from test_scenarios import ALL, EBS_WORKLOAD
 from winstor.reports import html as htmlreport
 from winstor.reports import results
-
-EBS_WORKLOAD = {"EBS-BIND-01", "EBS-MOUNT-01", "EBS-PERSIST-01", "EBS-VOLUME-01",
-                "EBS-CLEANUP-01"}
 
 
 def run_reported(args: list[str], report_dir: Path, run_id: str,

@@ -20,6 +20,16 @@ ALL = {"NODES-READY-01", "NODES-BUILD-01", "NODES-AMI-01", "SC-DEFAULT-01", "SC-
        "FSX-AWS-01", "SMB-PSA-01", "CSIPROXY-PIPES-01", "CSIPROXY-SVC-01", "CSIPROXY-VER-01"}
 EBS_WORKLOAD = {"EBS-BIND-01", "EBS-MOUNT-01", "EBS-PERSIST-01", "EBS-VOLUME-01",
                 "EBS-CLEANUP-01"}
+# The EBS lifecycle (suites/test_ebs_lifecycle.py): its own claim and Deployment, and
+# EBS-RESIZE-02 on the seed's claim; a cluster that cannot run the seed's workload cannot
+# run these either, and fails them with the same cause.
+EBS_LIFECYCLE = {"EBS-RESIZE-01", "EBS-RESIZE-02", "EBS-RETAIN-01", "EBS-MOVE-01",
+                 "EBS-MOVE-02"}
+ALL |= EBS_LIFECYCLE
+EBS_WORKLOAD |= EBS_LIFECYCLE
+MARKER_PATH_MISSING = "Could not find a part of the path 'C:\\data\\winstor-marker.txt'"
+SMB_CSI_VOLUMES = {"SMB-CSI-02", "SMB-CSI-03"}  # the checks whose pods mount SMB CSI volumes
+NOT_REGISTERED = "driver name smb.csi.k8s.io not found in the list of registered CSI drivers"
 
 # scenario -> {check: phrase its failure message must contain}
 EXPECTED: dict[str, dict[str, str]] = {
@@ -67,19 +77,33 @@ EXPECTED: dict[str, dict[str, str]] = {
         "SMB-POD-01": "does not match the host operating system",
         "SMB-SHARED-01": "does not match the host operating system",
     },
-    "volume-loses-data": {"EBS-PERSIST-01": "is gone in replacement pod"},
+    "volume-loses-data": {"EBS-PERSIST-01": "is gone in replacement pod",
+                          "EBS-MOVE-01": "the marker file written before is gone"},
     "ebs-wrong-type": {"EBS-VOLUME-01": "type gp3, not gp2"},
     "binds-before-consumer": {"EBS-CLAIM-01": "was Bound before any pod used it"},
     "ebs-fstype-ignored": {"EBS-BIND-01": "has fsType 'ext4', not ntfs"},
     # Nothing at C:\data: the marker cannot be written either, so persistence fails too.
     "claim-not-mounted": {
         "EBS-MOUNT-01": "has no 'data' entry; the claim is not mounted at C:\\data",
-        "EBS-PERSIST-01": "Could not find a part of the path 'C:\\data\\winstor-marker.txt'",
+        "EBS-PERSIST-01": MARKER_PATH_MISSING,
+        "EBS-RESIZE-01": MARKER_PATH_MISSING,
+        "EBS-MOVE-01": MARKER_PATH_MISSING,
     },
     "intree-without-csi-driver": {
         "SC-MIGRATION-01": "no CSIDriver ebs.csi.aws.com is installed",
         **dict.fromkeys(EBS_WORKLOAD, "not installed (no CSIDriver ebs.csi.aws.com)"),
     },
+    # The EBS lifecycle's own scenarios: each breaks one step of it.
+    "resize-admission-off": {"EBS-RESIZE-02": "the API server accepted growing claim"},
+    "ebs-modify-refused": {"EBS-RESIZE-01": "api error UnauthorizedOperation"},
+    "defragsvc-disabled": {"EBS-RESIZE-01": "StorageWMI 4,Get-PartitionSupportedSize"},
+    "retain-ignored": {"EBS-RETAIN-01": "has reclaim policy Delete, not Retain"},
+    "one-windows-node-per-zone": {
+        "EBS-MOVE-01": "had volume node affinity conflict",
+        "EBS-MOVE-02": "no other Ready, schedulable Windows node of build 10.0.17763 in zone",
+    },
+    "attach-limit-reached": dict.fromkeys({"EBS-MOVE-01", "EBS-MOVE-02"},
+                                          "node(s) exceed max volume count"),
 }
 
 WINDOWS_CHECKS = ALL - {"SC-DEFAULT-01", "SC-WINDOWS-01", "EBS-CLAIM-01", "SMB-PSA-01"}

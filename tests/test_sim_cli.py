@@ -21,6 +21,8 @@ SCENARIOS = {"no-csi-proxy", "smb-mapping-missing", "image-pull-fails", "ebs-att
              "no-windows-nodes", "windows-nodes-not-ready", "two-default-classes",
              "pod-security-off", "volume-loses-data", "ebs-wrong-type", "binds-before-consumer",
              "share-not-shared", "share-read-only", "ebs-fstype-ignored", "claim-not-mounted"}
+SCENARIOS |= {"resize-admission-off", "ebs-modify-refused", "defragsvc-disabled",  # EBS lifecycle
+              "retain-ignored", "one-windows-node-per-zone", "attach-limit-reached"}
 
 
 def winstor(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -78,9 +80,15 @@ def test_two_sims_side_by_side(sim_factory) -> None:
             assert core(sim, ctx).list_node().items
     assert len(servers) == 3
     assert a.aws_env["AWS_ENDPOINT_URL"] != b.aws_env["AWS_ENDPOINT_URL"]
-    nodes_2 = core(b, "sim-2").list_node().items
-    builds = {n.metadata.labels.get("node.kubernetes.io/windows-build") for n in nodes_2}
-    assert {"10.0.17763", "10.0.20348"} <= builds  # cluster 2 differs: a 2022 node pool
+    # Cluster 2 differs: its Windows nodes run Windows Server 2022 (cluster 1's run 2019),
+    # so every default run covers both builds; two nodes of it in each zone.
+    for ctx, build in (("sim-1", "10.0.17763"), ("sim-2", "10.0.20348")):
+        windows = [n for n in core(b, ctx).list_node().items
+                   if n.metadata.labels["kubernetes.io/os"] == "windows"]
+        assert {n.metadata.labels.get("node.kubernetes.io/windows-build")
+                for n in windows} == {build}, ctx
+        zones = [n.metadata.labels["topology.kubernetes.io/zone"] for n in windows]
+        assert sorted(zones) == ["us-west-2a", "us-west-2a", "us-west-2b", "us-west-2b"]
 
 
 def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
@@ -107,7 +115,8 @@ def test_metrics_count_requests_and_objects(shared_sim) -> None:
     text = session.get(f"{server}/metrics").text
     assert 'apiserver_request_total{verb="LIST",group="",resource="nodes",code="200"}' in text
     assert 'apiserver_request_total{verb="GET",group="",resource="pods",code="404"}' in text
-    assert 'winstor_sim_objects_created_total{kind="Node"} 3' in text
+    # One Linux node and four Windows nodes, two in each zone.
+    assert 'winstor_sim_objects_created_total{kind="Node"} 5' in text
 
 
 def test_flaky_api_throttles_fails_and_drops_watches(sim_factory) -> None:

@@ -94,6 +94,8 @@ class ClusterTarget:
     fsx_share: str | None = None
     host_path: str = DEFAULT_HOST_PATH
     windows_image: str | None = None
+    # Opt-in markers (winstor.plugin.checks.OPT_IN) this cluster lets run, sorted.
+    opt_in: tuple[str, ...] = ()
     aws_env: dict[str, str] = field(default_factory=dict, compare=False)  # e.g. a moto endpoint
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -131,6 +133,7 @@ def _load_yaml(path: Path) -> Any:
 
 _CLUSTER_KEYS = {"name": str, "context": str, "kubeconfig": str, "aws": dict,
                  "windows_build": str, "fsx": dict, "windows_image": str}
+_CLUSTER_KEYS["opt_in"] = list  # opt-in markers the cluster declares (see ClusterTarget)
 _AWS_KEYS = {"region": str, "profile": str}
 _FSX_KEYS = {"share": str, "host_path": str}
 
@@ -179,11 +182,21 @@ def load_clusters_file(path: str) -> list[ClusterTarget]:
             windows_build=build, fsx_share=fsx.get("share"),
             host_path=fsx.get("host_path", DEFAULT_HOST_PATH),
             windows_image=item.get("windows_image")))
+        targets[-1] = replace(targets[-1], opt_in=_opt_in(where, item))
     names = [t.name for t in targets]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"{p}: cluster names must be unique: {', '.join(dupes)}")
     return targets
+
+
+def _opt_in(where: str, item: dict) -> tuple[str, ...]:
+    """A clusters-file entry's `opt_in`: a list of marker names (checked by the plugin,
+    which knows them)."""
+    names = item.get("opt_in") or []
+    if not all(isinstance(n, str) and n for n in names):
+        raise ConfigError(f"{where}.opt_in: expected a list of marker names, got {names!r}"[:200])
+    return tuple(sorted(set(names)))
 
 
 def safe_name(text: str) -> str:

@@ -439,6 +439,36 @@ def volume_facts(session: boto3.Session, volume_id: str) -> VolumeFacts | None:
     )
 
 
+@dataclass(frozen=True)
+class VolumeModification:
+    """One DescribeVolumesModifications entry: a resize (or type change) of a volume."""
+
+    state: str  # modifying | optimizing | completed | failed
+    original_size_gib: int | None
+    target_size_gib: int | None
+    progress: int | None = None
+    status_message: str | None = None
+
+
+def volume_modifications(session: boto3.Session, volume_id: str) -> list[VolumeModification]:
+    """The modifications EC2 records for a volume, oldest first (none for a volume never
+    modified, or one that does not exist)."""
+    ec2 = client(session, "ec2")
+    try:
+        found = _read(ec2.describe_volumes_modifications, VolumeIds=[volume_id]).get(
+            "VolumesModifications") or []
+    except ClientError as exc:
+        if _error_code(exc) in ("InvalidVolume.NotFound", "InvalidVolumeModification.NotFound",
+                                "InvalidVolumeID.Malformed"):
+            return []
+        raise
+    found = sorted(found, key=lambda m: str(m.get("StartTime") or ""))
+    return [VolumeModification(
+        state=str(m.get("ModificationState") or ""),
+        original_size_gib=m.get("OriginalSize"), target_size_gib=m.get("TargetSize"),
+        progress=m.get("Progress"), status_message=m.get("StatusMessage")) for m in found]
+
+
 def fsx_windows_file_systems(session: boto3.Session) -> list[FsxFacts]:
     """Every FSx for Windows File Server file system in the session's account and region."""
     fsx = client(session, "fsx")

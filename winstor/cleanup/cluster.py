@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 
 from winstor.cleanup.report import Report, counted
 from winstor.cleanup.select import NAMESPACE_PREFIX, Selector, run_namespace_names
+from winstor.cluster.ebs_lifecycle import CORDONED_BY
 from winstor.cluster.kube import (
     DAEMONSETS,
     DEPLOYMENTS,
     NAMESPACES,
+    NODES,
     PODS,
     PVCS,
     PVS,
@@ -60,6 +62,8 @@ class ClusterPlan:
     names: set[str] = field(default_factory=set)
     #: namespaces that exist here and are not selected (live runs, or not winstor's)
     live: set[str] = field(default_factory=set)
+    #: nodes a selected run cordoned (EBS-MOVE-01) and did not uncordon: it was killed
+    cordoned: list[str] = field(default_factory=list)
 
 
 def scan_cluster(api: Api, where: str, sel: Selector) -> ClusterPlan:
@@ -87,6 +91,8 @@ def scan_cluster(api: Api, where: str, sel: Selector) -> ClusterPlan:
     plan.names = chosen_names | (derived - plan.live)
 
     plan.pvs = [pv for pv in api.items(PVS) if _pv_selected(pv, plan, sel, existing)]
+    plan.cordoned = [_meta(n)["name"] for n in api.items(NODES)
+                     if (_meta(n).get("annotations") or {}).get(CORDONED_BY) in plan.runs]
 
     for sc in api.items(STORAGECLASSES, label_selector=f"{MANAGED_BY}=winstor"):
         creator = (_meta(sc).get("annotations") or {}).get(CREATED_BY)
@@ -168,6 +174,8 @@ def clean_cluster(plan: ClusterPlan, rep: Report, timeout: float) -> set[str]:
     chosen = {_meta(ns)["name"] for ns in plan.namespaces}
     pv_names = {_meta(pv)["name"] for pv in plan.pvs}
     if rep.dry_run:
+        for node in plan.cordoned:
+            rep.gone(where, "cordon", node, "the node would be uncordoned")
         for ns in plan.namespaces:
             rep.gone(where, "namespace", _meta(ns)["name"], _namespace_contents(api,
                                                                               _meta(ns)["name"]))
@@ -181,6 +189,15 @@ def clean_cluster(plan: ClusterPlan, rep: Report, timeout: float) -> set[str]:
             else:
                 rep.gone(where, "storageclass", _meta(sc)["name"])
         return blocked
+
+    # Cordons first: a node a killed run left cordoned takes no pods until then.
+    for node in plan.cordoned:
+        try:
+            api.patch(NODES, node, {"spec": {"unschedulable": None},
+                                    "metadata": {"annotations": {CORDONED_BY: None}}})
+            rep.gone(where, "cordon", node, "node uncordoned")
+        except KubeError as err:
+            rep.fail(where, f"cordon/{node}", f"uncordon refused: {err}")
 
     # Namespaces: delete all, then wait for all against one deadline.
     deadline = time.monotonic() + timeout

@@ -150,8 +150,10 @@ def class_diff(obj: dict, wanted: dict[str, Any] = WANTED_CLASS) -> list[str]:
 USERS_PREFIX = "users.winstor.io/"
 
 
-def ensure_storage_class(cluster: Cluster) -> ClassState:
-    """Create `gp2-windows`, or adopt it; a winstor-made class records its users.
+def ensure_storage_class(cluster: Cluster, body: dict | None = None,
+                         wanted: dict[str, Any] = WANTED_CLASS) -> ClassState:
+    """Create `gp2-windows` (or the class `body` describes), or adopt it; a winstor-made
+    class records its users.
 
     Runs on one cluster share the class: each run that uses a class winstor
     made adds its own `users.winstor.io/<run>` annotation, and the last user
@@ -159,10 +161,11 @@ def ensure_storage_class(cluster: Cluster) -> ClassState:
     claims nor left behind by the run that happened to create it.
     """
     api = cluster.api
-    existing = api.get_or_none(STORAGECLASSES, CLASS_NAME)
+    body = body or manifests.storage_class(cluster.labels())
+    name = body["metadata"]["name"]
+    existing = api.get_or_none(STORAGECLASSES, name)
     created = False
     if existing is None:
-        body = manifests.storage_class(cluster.labels())
         body["metadata"].setdefault("annotations", {})[CREATED_BY] = cluster.run_id
         try:
             existing = api.create(STORAGECLASSES, body)
@@ -170,11 +173,11 @@ def ensure_storage_class(cluster: Cluster) -> ClassState:
         except KubeError as err:
             if err.status != 409:
                 raise
-            existing = api.get(STORAGECLASSES, CLASS_NAME)  # another run was faster: adopt
+            existing = api.get(STORAGECLASSES, name)  # another run was faster: adopt
     if _winstor_made(existing):
-        existing = api.patch(STORAGECLASSES, CLASS_NAME, {"metadata": {"annotations": {
+        existing = api.patch(STORAGECLASSES, name, {"metadata": {"annotations": {
             USERS_PREFIX + cluster.run_id: "true"}}})
-    return ClassState(CLASS_NAME, created, class_diff(existing), existing)
+    return ClassState(name, created, class_diff(existing, wanted), existing)
 
 
 def _winstor_made(obj: dict) -> bool:
@@ -184,23 +187,24 @@ def _winstor_made(obj: dict) -> bool:
 def release_storage_class(cluster: Cluster, state: ClassState) -> str | None:
     """Leave the class; the last winstor run to leave an unused class removes it."""
     api = cluster.api
-    current = api.get_or_none(STORAGECLASSES, CLASS_NAME)
+    name = state.name
+    current = api.get_or_none(STORAGECLASSES, name)
     if current is None or not _winstor_made(current):
         return None  # someone else's class: never ours to delete
-    current = api.patch(STORAGECLASSES, CLASS_NAME, {"metadata": {"annotations": {
+    current = api.patch(STORAGECLASSES, name, {"metadata": {"annotations": {
         USERS_PREFIX + cluster.run_id: None}}})
     users = [k for k in (current["metadata"].get("annotations") or {})
              if k.startswith(USERS_PREFIX)]
     if users:
         return None  # another run still uses it and will remove it
     claims = [f"{c['metadata']['namespace']}/{c['metadata']['name']}"
-              for c in api.items(PVCS) if c["spec"].get("storageClassName") == CLASS_NAME]
+              for c in api.items(PVCS) if c["spec"].get("storageClassName") == name]
     claims += [f"pv/{p['metadata']['name']}" for p in api.items(PVS)
-               if p["spec"].get("storageClassName") == CLASS_NAME]
+               if p["spec"].get("storageClassName") == name]
     if claims:
-        return f"StorageClass {CLASS_NAME} kept: still used by {', '.join(claims[:5])}"
+        return f"StorageClass {name} kept: still used by {', '.join(claims[:5])}"
     try:
-        api.delete(STORAGECLASSES, CLASS_NAME,
+        api.delete(STORAGECLASSES, name,
                    resource_version=current["metadata"]["resourceVersion"])
     except KubeError as err:
         if err.status != 409:
@@ -332,8 +336,10 @@ def create_deployment(cluster: Cluster, namespace: str) -> dict:
 
 
 def deployment_pod(cluster: Cluster, namespace: str, deployment: dict,
-                   not_uid: str | None = None, claims: tuple[str, ...] = ()) -> dict:
-    """Wait for a Ready pod of the Deployment (other than `not_uid`) and return it."""
+                   not_uid: str | None = None, claims: tuple[str, ...] = (),
+                   terminal_event: Callable[[dict], str | None] | None = None) -> dict:
+    """Wait for a Ready pod of the Deployment (other than `not_uid`) and return it; the
+    wait ends early on `terminal_event` (default: the claim's terminal events)."""
     app = deployment["spec"]["selector"]["matchLabels"]["app"]
     prefix = deployment["metadata"]["name"]
 
@@ -348,7 +354,7 @@ def deployment_pod(cluster: Cluster, namespace: str, deployment: dict,
                     label_selector=f"app={app},{RUN_LABEL}={cluster.run_id}",
                     what=f"a Ready pod of deployment {namespace}/{prefix}",
                     timeout=cluster.timeouts.pod_start_windows, terminal_state=terminal,
-                    terminal_event=claim_terminal_event(cluster),
+                    terminal_event=terminal_event or claim_terminal_event(cluster),
                     event_objects=(prefix, *claims)).obj
 
 

@@ -51,6 +51,7 @@ class Cluster:
     keep_on_failure: bool = False
     _api: Api | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _opt_in: frozenset[str] | None = None
 
     @property
     def name(self) -> str:
@@ -142,6 +143,17 @@ class Cluster:
             return self.platform.stand_in_image
         return IMAGES_BY_BUILD.get(self.windows_build, IMAGES_BY_BUILD[DEFAULT_BUILD])
 
+    @property
+    def opt_in(self) -> frozenset[str]:
+        """The opt-in markers (`winstor.plugin.checks.OPT_IN`) this cluster lets run: from
+        the run (`--opt-in`) or its clusters-file entry, and from its kubeconfig context's
+        `winstor.io/opt-in` extension (`extension: {markers: [drain]}`), where whoever owns
+        a cluster can declare it once - the embedded cluster's contexts do."""
+        if self._opt_in is None:
+            self._opt_in = frozenset(self.target.opt_in) | _declared_in_kubeconfig(
+                self.target.kubeconfig or self.kubeconfig, self.target.context)
+        return self._opt_in
+
     def keep_objects(self) -> bool:
         """Whether teardown must leave this cluster's objects for inspection."""
         return self.keep_on_failure and bool(self.failed_checks)
@@ -181,3 +193,31 @@ class Cluster:
         finally:
             p.end = time.time()
 
+
+
+OPT_IN_EXTENSION = "winstor.io/opt-in"
+
+
+def _declared_in_kubeconfig(path: str | None, context: str | None) -> frozenset[str]:
+    """The markers a kubeconfig context's `winstor.io/opt-in` extension names (none when
+    the file cannot be read: this only ever turns checks on)."""
+    import yaml
+
+    chosen = path or (os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]) or \
+        os.path.join(os.path.expanduser("~"), ".kube", "config")
+    try:
+        with open(chosen, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return frozenset()
+    if not isinstance(data, dict):
+        return frozenset()
+    name = context or data.get("current-context")
+    entry = next((c for c in data.get("contexts") or []
+                  if isinstance(c, dict) and c.get("name") == name), None)
+    extensions = ((entry or {}).get("context") or {}).get("extensions") or []
+    for ext in extensions if isinstance(extensions, list) else []:
+        if isinstance(ext, dict) and ext.get("name") == OPT_IN_EXTENSION:
+            markers = (ext.get("extension") or {}).get("markers") or []
+            return frozenset(m for m in markers if isinstance(m, str))
+    return frozenset()

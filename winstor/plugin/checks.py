@@ -22,6 +22,17 @@ MARKERS: dict[str, str] = {
     "nodes": "checks of Windows nodes: readiness, build labels, AMIs",
     "aws": "checks that need AWS API access (boto3)",
     "disruptive": "checks that delete or replace workload pods",
+    "drain": "checks that cordon and drain a Windows node (opt-in: run only on clusters that "
+             "declare it, the embedded cluster's do; --opt-in drain for the others)",
+}
+
+# Markers whose checks change more than winstor's own objects, so they run only where a
+# cluster declares them (its kubeconfig context's `winstor.io/opt-in` extension, its
+# clusters-file entry's `opt_in`, or `--opt-in` for the whole run) and are skipped, with
+# how to declare them, everywhere else: marker -> what the check does to the cluster.
+OPT_IN: dict[str, str] = {
+    "drain": "it cordons a Windows node and evicts the pods on it that a controller manages "
+             "(pods of other workloads too), then uncordons it",
 }
 
 

@@ -16,6 +16,7 @@ from winstor import heap
 from winstor.cluster.kube import load_official_client
 from winstor.config import ConfigError
 from winstor.plugin import checks
+from winstor.plugin.catalog import pytest_cmdline_main  # noqa: F401  (--help: the catalog)
 from winstor.plugin.ordering import Ordering
 from winstor.plugin.runstate import RunState
 from winstor.plugin.settings import OPTIONS, env_name, ini_name, resolve

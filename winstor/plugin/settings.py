@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from winstor.config import ClusterTarget, ConfigError, Timeouts, load_clusters_file, safe_name
+from winstor.plugin.checks import OPT_IN
 from winstor.targets import kindstate
 
 OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
@@ -39,6 +40,11 @@ OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("--keep-on-failure", "leave a cluster's objects in place when one of its checks fails",
      {"action": "store_true", "default": None}),
     ("--run-id", "label for this run's objects (default: generated)", {}),
+    ("--opt-in", "run the checks of an opt-in marker on every cluster (repeatable): "
+                 + "; ".join(f"{m}: {why}" for m, why in OPT_IN.items())
+                 + ". A cluster can declare it instead: its kubeconfig context's extension "
+                   "winstor.io/opt-in (the embedded cluster's contexts have it) or opt_in in "
+                   "the clusters file", {"action": "append"}),
 ]
 
 
@@ -77,7 +83,7 @@ def _get(config: Any, option: str) -> Any:
         return value
     env = os.environ.get(env_name(option))
     if env:
-        if option in ("--context", "--sim-scenario"):
+        if option in ("--context", "--sim-scenario", "--opt-in"):
             return [v.strip() for v in env.split(",") if v.strip()]
         if option == "--keep-on-failure":
             return env.lower() in ("1", "true", "yes")
@@ -178,6 +184,16 @@ def resolve(config: Any, scenario_names: set[str], run_id: str | None = None) ->
             raise ConfigError(f"scenario {spec!r}: no cluster {target!r} in this run")
     if windows_image:
         targets = [_with_image(t, windows_image) for t in targets]
+    opt_in = _get(config, "--opt-in") or []
+    for where, names in [("--opt-in", opt_in)] + [
+            (f"{clusters_file}: cluster {t.name}: opt_in", t.opt_in) for t in targets]:
+        unknown = sorted(set(names) - set(OPT_IN))
+        if unknown:
+            raise ConfigError(f"{where}: {unknown[0]!r} is not an opt-in marker (known: "
+                              f"{', '.join(OPT_IN)})")
+    if opt_in:
+        from dataclasses import replace
+        targets = [replace(t, opt_in=tuple(sorted({*t.opt_in, *opt_in}))) for t in targets]
     timeouts = Timeouts.profile(_get(config, "--timeouts") or ("sim" if use_sim else "eks"))
     return Settings(profile=profile, targets=targets, kubeconfig=kubeconfig, use_sim=use_sim,
                     sim_clusters=sim_n, sim_scenarios=scenarios, windows_image=windows_image,

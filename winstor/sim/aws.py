@@ -807,7 +807,7 @@ class AwsBackend:
         ``delete_volume``. For scenarios such as "attach failure".
         """
         if operation not in ("create_volume", "attach_volume", "detach_volume",
-                             "delete_volume"):
+                             "delete_volume", "modify_volume"):
             raise ValueError(f"cannot inject faults into {operation!r}")
         with self._ebs_lock:
             self._faults.setdefault(operation, []).extend([(code, message)] * count)
@@ -893,6 +893,18 @@ class AwsBackend:
                                f"'{instance_id}'", "detach_volume")
             self._call("detach_volume", self._client("ec2").detach_volume,
                        VolumeId=volume_id, InstanceId=instance_id)
+
+    def modify_volume(self, volume_id: str, size_gib: int) -> str:
+        """Grow a volume (ModifyVolume, what the EBS CSI controller's ControllerExpandVolume
+        calls); returns the modification's state, which moto completes at once where AWS
+        passes through ``modifying`` and ``optimizing`` (the driver waits for either of the
+        last two)."""
+        self.wait_ready()
+        with self._ebs_lock:
+            self._take_fault("modify_volume")
+            done = self._call("modify_volume", self._client("ec2").modify_volume,
+                              VolumeId=volume_id, Size=int(size_gib))
+        return str(done["VolumeModification"].get("ModificationState") or "completed")
 
     def delete_volume(self, volume_id: str) -> None:
         """Delete; ``VolumeInUse`` while attached, ``InvalidVolume.NotFound`` if gone."""

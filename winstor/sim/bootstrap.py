@@ -19,6 +19,7 @@ import asyncio
 from collections.abc import Set
 from typing import TYPE_CHECKING, Any
 
+from . import bootstrap_ebs
 from .api.kinds import kind_of
 from .api.store import Store
 from .nodes.workloads import Workloads
@@ -110,6 +111,7 @@ async def seed(plan: ClusterPlan, scenarios: Set[str], store: Store, workloads: 
         missing = fsx is None or "smb-mapping-missing" in scenarios
         workloads.set_up_stand_ins(None if missing else fsx.share_remote_path,
                                    SHARE_DIR.replace("\\", "/"))
+    await bootstrap_ebs.seed(plan, scenarios, store, workloads, aws, aws_cluster)
     return aws_cluster
 
 

@@ -7,9 +7,10 @@ keeps the controllers' EBS calls in one place.
 from __future__ import annotations
 
 import logging
+import uuid
 from pathlib import Path
 
-from .aws import AwsBackend, ClusterAws, ClusterSeed, NodeSeed
+from .aws import AwsBackend, AwsError, ClusterAws, ClusterSeed, NodeSeed
 from .topology import ClusterPlan
 
 # Release dates of the EKS-optimized AMIs the clusters run: cluster 1 an
@@ -64,6 +65,22 @@ class SimCloud:
 
     def detach_volume(self, volume_id: str, instance_id: str) -> None:
         self.backend.detach_volume(volume_id, instance_id)
+
+    def modify_volume(self, volume_id: str, size_gib: int, denied: bool = False) -> str:
+        """ModifyVolume as the EBS CSI controller's role calls it; `denied`: the role's
+        policy lacks ec2:ModifyVolume (IAM refuses before EC2 looks at the volume)."""
+        if denied:
+            b = self.backend
+            raise AwsError(
+                "UnauthorizedOperation",
+                "You are not authorized to perform this operation. User: "
+                f"arn:aws:sts::{b.account_id}:assumed-role/AmazonEKS_EBS_CSI_DriverRole/"
+                f"{uuid.uuid4().int % 10**19:019d} is not authorized to perform: "
+                f"ec2:ModifyVolume on resource: arn:aws:ec2:{b.region}:{b.account_id}:volume/"
+                f"{volume_id} because no identity-based policy allows the ec2:ModifyVolume "
+                f"action. Encoded authorization failure message: {uuid.uuid4().hex}",
+                "modify_volume")
+        return self.backend.modify_volume(volume_id, size_gib)
 
     def delete_volume(self, volume_id: str) -> None:
         self.backend.delete_volume(volume_id)

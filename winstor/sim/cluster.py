@@ -105,6 +105,11 @@ class Cluster:
             return self.tokens.request(namespace, name or "", body), 201, []
         if kind.kind in rbac.REVIEW_KINDS:
             return self.rbac.review(kind, user or rbac.ANONYMOUS, body), 201, []
+        if sub == "eviction" and kind.kind == "Pod":
+            if verb != "create":
+                raise ApiError.method_not_allowed("the server does not allow this method on "
+                                                  "the requested resource")
+            return self._evict(kind, namespace, name or "", body), 201, []
         if sub not in (None, "status", "finalize", "binding"):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if verb == "get":
@@ -127,9 +132,27 @@ class Cluster:
             return reg.delete_collection(kind, namespace, body, query)
         raise ApiError.method_not_allowed(f"verb {verb} is not supported")
 
+    def _evict(self, kind: Kind, namespace: str | None, name: str, body: Any) -> dict:
+        """POST pods/<name>/eviction, as pkg/registry/core/pod/storage/eviction.go answers it:
+        the Eviction must name the pod of the URL; the pod is then deleted with the
+        eviction's deleteOptions (gracefully, when it runs on a node). No
+        PodDisruptionBudget can refuse it (there is no such kind here: the 429 "Cannot evict
+        pod as it would violate the pod's disruption budget." never comes)."""
+        eviction = body if isinstance(body, dict) else {}
+        if ((eviction.get("metadata") or {}).get("name") or "") != name:
+            raise ApiError.bad_request("name in URL does not match name in Eviction object")
+        options = eviction.get("deleteOptions")
+        self.registry.delete(kind, namespace, name, dict(options) if isinstance(
+            options, dict) else {}, {})
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "code": 201}
+
     def _admit(self, op: str, kind: Kind, obj: dict, old: dict | None) -> list[str]:
         if kind.kind == "PersistentVolumeClaim" and op == "create":
             admission.default_storage_class(self.store, obj)
+        if kind.kind == "PersistentVolumeClaim" and op == "update" and old is not None and \
+                "resize-admission-off" not in self.scenarios:
+            admission.claim_resize(self.store, old, obj)
         if kind.kind == "Pod" and op == "create" and self.pod_security_admission:
             admission.pod_security(self.store, obj)
         if kind.kind in ("Deployment", "ReplicaSet", "DaemonSet") and self.pod_security_admission:

@@ -53,6 +53,25 @@ SCENARIOS: dict[str, str] = {
     "share-read-only": "The FSx share grants the nodes Read only: writes through "
                        "G:\\Directory\\app-state fail with access denied.",
     "no-windows-nodes": "The cluster has Linux nodes only (kind: no stand-in node).",
+    "resize-admission-off": "The API server runs without the PersistentVolumeClaimResize "
+                            "admission plugin: a claim whose StorageClass does not allow "
+                            "volume expansion can still be grown.",
+    "ebs-modify-refused": "The EBS CSI controller's IAM role lacks ec2:ModifyVolume: growing a "
+                          "claim fails in the external resizer with UnauthorizedOperation.",
+    "defragsvc-disabled": "The Windows nodes' Optimize Drives service (defragsvc) is disabled, "
+                          "as some hardening baselines do: csi-proxy's ResizeVolume cannot "
+                          "size the partition (Get-PartitionSupportedSize: StorageWMI 4), so a "
+                          "grown EBS volume's NTFS partition keeps its old size.",
+    "retain-ignored": "The EBS provisioner gives every persistent volume reclaim policy Delete, "
+                      "whatever its class says: deleting a Retain claim deletes its volume.",
+    "one-windows-node-per-zone": "Each zone has one Windows node of the workloads' build: a "
+                                 "pod drained off its node, or a second pod of its claim, has "
+                                 "no other node in its volume's zone (volume node affinity "
+                                 "conflict).",
+    "attach-limit-reached": "In each zone the second Windows node's instance is at its EBS "
+                            "attachment limit (another workload's volume holds the one slot "
+                            "the EBS CSI node plugin registered): the scheduler places no "
+                            "further EBS volume there (node(s) exceed max volume count).",
 }
 
 # What only the eks flavour has to break (Windows nodes, EBS, csi-proxy, a default EBS
@@ -62,7 +81,9 @@ EKS_ONLY = frozenset({
     "volume-loses-data", "ebs-wrong-type", "binds-before-consumer", "no-csi-proxy",
     "wrong-windows-build", "intree-without-csi-driver", "ebs-attach-fails",
     "windows-nodes-not-ready", "two-default-classes", "share-not-shared", "share-read-only",
-    "ebs-fstype-ignored", "claim-not-mounted"})
+    "ebs-fstype-ignored", "claim-not-mounted", "resize-admission-off", "ebs-modify-refused",
+    "defragsvc-disabled", "retain-ignored", "one-windows-node-per-zone",
+    "attach-limit-reached"})
 
 
 @dataclass(frozen=True)

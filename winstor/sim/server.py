@@ -112,8 +112,12 @@ class Sim:
                 "certificate-authority-data": ca}} for c in self.clusters],
             "users": [{"name": f"{c.name}-admin", "user": {"token": c.token}}
                       for c in self.clusters],
-            "contexts": [{"name": c.name, "context": {"cluster": c.name,
-                                                      "user": f"{c.name}-admin"}}
+            # The clusters are the run's own, so checks that disturb a whole node (drain)
+            # may run on them: declared as winstor reads it from any kubeconfig context.
+            "contexts": [{"name": c.name, "context": {
+                "cluster": c.name, "user": f"{c.name}-admin",
+                "extensions": [{"name": "winstor.io/opt-in",
+                                "extension": {"markers": ["drain"]}}]}}
                          for c in self.clusters],
             "current-context": self.clusters[0].name,
         }

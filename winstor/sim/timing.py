@@ -35,6 +35,8 @@ EKS_LATENCY: dict[str, float] = {
     "ebs_create": 6.0,
     "ebs_attach": 12.0,
     "ebs_detach": 10.0,
+    "ebs_modify": 10.0,               # ModifyVolume until "optimizing" (the driver's wait)
+    "node_expand": 4.0,               # csi-proxy ResizeVolume: Resize-Partition
     "ntfs_format": 8.0,
     "pod_sandbox:windows": 15.0,      # HNS endpoint + pause container
     "pod_sandbox:linux": 2.0,

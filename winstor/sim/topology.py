@@ -5,8 +5,13 @@ worker that stands in for the Windows node (see `winstor.sim.nodes.linux`).
 
 Cluster 1 is the seed's picture (EKS 1.31, an ltsc2019 node group across two
 zones). Cluster 2 differs the way a fleet's clusters do: a newer Kubernetes
-and a Windows Server 2022 node group beside the ltsc2019 one, so that
-reports have something real to tell apart.
+and a Windows Server 2022 node group (its workloads run ltsc2022 images), so
+that every default run covers both builds. Odd clusters repeat cluster 1, even
+ones cluster 2.
+
+Each Windows node group has two nodes in each zone: an EBS volume lives in one
+zone, so a pod drained off its node can only move to another node of that zone
+(`one-windows-node-per-zone` takes the second ones away).
 """
 
 from __future__ import annotations
@@ -76,7 +81,8 @@ def plan(index: int, flavour: str, scenarios: set[str], region: str = "us-west-2
             name = kind_node_name(KIND_CLUSTER, len(nodes))
         label = build
         if build and "wrong-windows-build" in scenarios:
-            build = WINDOWS_BUILDS["2022"]
+            # Labelled with one build, running another.
+            build = WINDOWS_BUILDS["2022" if build == WINDOWS_BUILDS["2019"] else "2019"]
         nodes.append(NodePlan(name, os_, build, label, zone, itype, group, ip,
                               stand_in=flavour == "kind" and bool(nodes)
                               and "no-windows-nodes" not in scenarios))
@@ -87,9 +93,10 @@ def plan(index: int, flavour: str, scenarios: set[str], region: str = "us-west-2
     else:
         add("linux", None, zones[0], "m5.large", "linux-ng")
         if "no-windows-nodes" not in scenarios:
-            add("windows", WINDOWS_BUILDS["2019"], zones[0], "m5.xlarge", "windows-2019-ng")
-            add("windows", WINDOWS_BUILDS["2019"], zones[1], "m5.xlarge", "windows-2019-ng")
-            if index % 2 == 0:
-                add("windows", WINDOWS_BUILDS["2022"], zones[1], "m6i.xlarge",
-                    "windows-2022-ng")
+            release, itype = ("2019", "m5.xlarge") if index % 2 == 1 else ("2022", "m6i.xlarge")
+            per_zone = 1 if "one-windows-node-per-zone" in scenarios else 2
+            for _ in range(per_zone):
+                for zone in zones:
+                    add("windows", WINDOWS_BUILDS[release], zone, itype,
+                        f"windows-{release}-ng")
     return ClusterPlan(f"sim-{index}", index, kube_version, region, flavour, tuple(nodes))

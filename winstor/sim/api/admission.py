@@ -8,6 +8,7 @@ plugins so that the suite's error reporting is exercised on real wording.
 
 from __future__ import annotations
 
+from . import quantity
 from .errors import ApiError
 from .kinds import Kind, kind_of
 from .store import Store
@@ -57,9 +58,11 @@ def immutable_fields(kind: Kind, old: dict, new: dict) -> None:
                                "message": f"Forbidden: updates to {field} are forbidden."})
     elif kind.kind == "PersistentVolumeClaim":
         o, n = dict(old.get("spec") or {}), dict(new.get("spec") or {})
-        for spec in (o, n):
-            spec.pop("resources", None)
-            spec.pop("volumeAttributesClassName", None)
+        # Only a Bound claim may change its requests (ValidatePersistentVolumeClaimUpdate).
+        if (old.get("status") or {}).get("phase") == "Bound":
+            for spec in (o, n):
+                spec.pop("resources", None)
+                spec.pop("volumeAttributesClassName", None)
         # The binder fills volumeName once; that is allowed.
         if not o.get("volumeName"):
             n.pop("volumeName", None)
@@ -76,6 +79,30 @@ def immutable_fields(kind: Kind, old: dict, new: dict) -> None:
                                   "creation"})
     if causes:
         raise ApiError.invalid(kind.kind, name, causes, kind.group)
+
+
+def claim_resize(store: Store, old: dict, new: dict) -> None:
+    """PersistentVolumeClaimResize (validating, updates): a claim may grow only when it is
+    Bound and the StorageClass that provisioned it sets `allowVolumeExpansion: true`
+    (plugin/pkg/admission/storage/persistentvolume/resize)."""
+    before, after = quantity.storage(old), quantity.storage(new)
+    if before is None or after is None or after <= before:
+        return
+    name = old["metadata"]["name"]
+
+    def forbidden(why: str) -> ApiError:
+        return ApiError.forbidden(f'persistentvolumeclaims "{name}" is forbidden: {why}',
+                                  "persistentvolumeclaims", name)
+
+    if (old.get("status") or {}).get("phase") != "Bound":
+        raise forbidden("Only bound persistent volume claims can be expanded")
+    old_class = (old.get("spec") or {}).get("storageClassName") or ""
+    new_class = (new.get("spec") or {}).get("storageClassName") or ""
+    sc = store.peek(STORAGECLASS, None, new_class) if new_class else None
+    if not old_class or old_class != new_class or sc is None or \
+            sc.get("allowVolumeExpansion") is not True:
+        raise forbidden("only dynamically provisioned pvc can be resized and the "
+                        "storageclass that provisions the pvc must support resize")
 
 
 def _baseline_violations(pod: dict) -> list[str]:

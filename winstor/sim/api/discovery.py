@@ -38,14 +38,17 @@ def _resources(kinds: list[Kind]) -> list[dict]:
         out.append(entry)
         for sub in k.subresources:
             verbs = {"exec": ["create", "get"], "log": ["get"], "binding": ["create"],
-                     "finalize": ["update"], "token": ["create"]}.get(
+                     "finalize": ["update"], "token": ["create"], "eviction": ["create"]}.get(
                          sub, ["get", "patch", "update"])
             sub_kind = {"exec": "PodExecOptions", "log": "Pod", "binding": "Binding",
-                        "scale": "Scale", "token": "TokenRequest"}.get(sub, k.kind)
+                        "scale": "Scale", "token": "TokenRequest",
+                        "eviction": "Eviction"}.get(sub, k.kind)
             sub_entry = {"name": f"{k.plural}/{sub}", "singularName": "",
                          "namespaced": k.namespaced, "kind": sub_kind, "verbs": verbs}
             if sub == "token":
                 sub_entry.update(group="authentication.k8s.io", version="v1")
+            if sub == "eviction":  # kubectl drain reads the group/version it may post
+                sub_entry.update(group="policy", version="v1")
             out.append(sub_entry)
     return out
 

@@ -46,7 +46,8 @@ class Kind:
 KINDS: tuple[Kind, ...] = (
     Kind("", "v1", "Namespace", "namespaces", False, ("ns",), ("status", "finalize")),
     Kind("", "v1", "Node", "nodes", False, ("no",), ("status",)),
-    Kind("", "v1", "Pod", "pods", True, ("po",), ("status", "exec", "log", "binding"), ("all",)),
+    Kind("", "v1", "Pod", "pods", True, ("po",),
+         ("status", "exec", "log", "binding", "eviction"), ("all",)),
     Kind("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, ("pvc",), ("status",)),
     Kind("", "v1", "PersistentVolume", "persistentvolumes", False, ("pv",), ("status",)),
     Kind("", "v1", "Event", "events", True, ("ev",)),

@@ -18,6 +18,7 @@ import logging
 
 from .apps import Apps
 from .base import ClusterParts, Controller, WorkQueue
+from .expansion import Expansion
 from .kubelet import Kubelet
 from .lifecycle import Lifecycle
 from .scheduler import Scheduler
@@ -32,7 +33,7 @@ class Controllers(WorkQueue):
         self.cluster = cluster
         self.members: list[Controller] = [
             Lifecycle(cluster, self), Apps(cluster, self), Volumes(cluster, self),
-            Scheduler(cluster, self), Kubelet(cluster, self)]
+            Expansion(cluster, self), Scheduler(cluster, self), Kubelet(cluster, self)]
         self._loop_task: asyncio.Task[None] | None = None
         cluster.store.add_listener(lambda *_: self.dirty.set())
 

@@ -205,6 +205,7 @@ class Kubelet(Controller):
         if volume is not None and node_os == "windows" and not volume.formatted_fs:
             await self.cluster.clock.spend("ntfs_format")
             volume.formatted_fs = "NTFS"
+            volume.partition()  # csi-proxy's PartitionDisk before FormatVolume
 
     async def _check_host_path(self, pod: dict, v: dict, node_name: str) -> None:
         path = v["hostPath"]["path"]

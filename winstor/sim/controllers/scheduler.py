@@ -11,9 +11,21 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .base import NODES, PODS, PVCS, PVS, STORAGECLASSES, Controller, set_condition, terminating
+from .base import (
+    CSINODES,
+    NODES,
+    PODS,
+    PVCS,
+    PVS,
+    STORAGECLASSES,
+    Controller,
+    set_condition,
+    terminating,
+)
 
 SELECTED_NODE = "volume.kubernetes.io/selected-node"
+EBS_DRIVER = "ebs.csi.aws.com"
+EBS_PROVISIONERS = (EBS_DRIVER, "kubernetes.io/aws-ebs")  # in-tree counts as migrated
 
 
 def _match_expr(labels: dict, expr: dict) -> bool:
@@ -118,6 +130,9 @@ class Scheduler(Controller):
             if conflict:
                 reasons[conflict] += 1
                 continue
+            if self._exceeds_volume_limit(node, claims):
+                reasons["node(s) exceed max volume count"] += 1
+                continue
             fits.append(node)
         if not fits:
             detail = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
@@ -173,6 +188,49 @@ class Scheduler(Controller):
                     for term in allowed):
                 return "node(s) didn't find available persistent volumes to bind"
         return None
+
+    def _ebs_volume(self, namespace: str, pvc: dict | None) -> str | None:
+        """The EBS volume a claim stands for (its PV, or the claim itself while unbound
+        on an EBS class), as NodeVolumeLimits counts it; None for other storage."""
+        if pvc is None:
+            return None
+        pv = self.store.peek(PVS, None, pvc["spec"].get("volumeName") or "")
+        if pv is not None:
+            spec = pv["spec"]
+            ebs = "awsElasticBlockStore" in spec or (spec.get("csi") or {}).get(
+                "driver") == EBS_DRIVER
+            return pv["metadata"]["name"] if ebs else None
+        sc = self.store.peek(STORAGECLASSES, None, pvc["spec"].get("storageClassName") or "")
+        if sc is not None and sc.get("provisioner") in EBS_PROVISIONERS:
+            return f"{namespace}/{pvc['metadata']['name']}"
+        return None
+
+    def _exceeds_volume_limit(self, node: dict, claims: list[tuple[str, dict | None]]) -> bool:
+        """NodeVolumeLimits for the EBS CSI driver: the EBS volumes of the pods on the node
+        plus the pod's new ones may not exceed the count the node plugin registered in
+        CSINode (its instance's attachment slots left)."""
+        name = node["metadata"]["name"]
+        csinode = self.store.peek(CSINODES, None, name) or {}
+        limit = next((((d.get("allocatable") or {}).get("count"))
+                      for d in (csinode.get("spec") or {}).get("drivers") or []
+                      if d.get("name") == EBS_DRIVER), None)
+        if not limit:
+            return False
+        in_use: set[str] = set()
+        for pod in self.store.iter(PODS):
+            if pod["spec"].get("nodeName") != name or terminating(pod) or (
+                    pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            ns = pod["metadata"]["namespace"]
+            for v in pod["spec"].get("volumes") or []:
+                claim = (v.get("persistentVolumeClaim") or {}).get("claimName")
+                vol = self._ebs_volume(ns, self.store.peek(PVCS, ns, claim)) if claim else None
+                if vol:
+                    in_use.add(vol)
+        wanted = {vol for _, pvc in claims
+                  if (vol := self._ebs_volume(pvc["metadata"]["namespace"], pvc)
+                      if pvc else None)} - in_use
+        return bool(wanted) and len(in_use) + len(wanted) > int(limit)
 
     def _unschedulable(self, pod: dict, message: str) -> None:
         conds = (pod.get("status") or {}).get("conditions") or []

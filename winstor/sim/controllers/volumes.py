@@ -196,6 +196,9 @@ class Volumes(Controller):
                 topo_key = "topology.kubernetes.io/zone"
             topo_value = zone
         self.cluster.workloads.volume(volume_id, size)
+        reclaim = sc.get("reclaimPolicy", "Delete")
+        if driver == EBS and "retain-ignored" in self.cluster.scenarios:
+            reclaim = "Delete"  # the class's reclaimPolicy is not carried to the PV
         current = self.store.peek(PVCS, ns, name)
         if current is None or current["metadata"]["uid"] != uid:
             return  # the claim went away while we were creating; reclaim picks it up
@@ -208,7 +211,7 @@ class Volumes(Controller):
                      "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                                   "name": name, "namespace": ns, "uid": uid,
                                   "resourceVersion": current["metadata"]["resourceVersion"]},
-                     "persistentVolumeReclaimPolicy": sc.get("reclaimPolicy", "Delete"),
+                     "persistentVolumeReclaimPolicy": reclaim,
                      "storageClassName": sc["metadata"]["name"], "volumeMode": "Filesystem",
                      "nodeAffinity": {"required": {"nodeSelectorTerms": [{
                          "matchExpressions": [{"key": topo_key, "operator": "In",

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .windows import SMB_STATUS_NAMES, ContainerView, WinError
+from .windows import SMB_STATUS_NAMES, ContainerView, Volume, WinError
 
 # The stand-in library's record of the node's SMB Global Mapping (manifests/probes/lib).
 STAND_IN_MAPPINGS_FILE = "/winstor/smb-global-mappings.json"
@@ -484,3 +484,39 @@ def read_file(params: dict[str, Any], ctx: TwinContext) -> dict[str, Any]:
         data["sha256"] = _sha256(raw)
         data["bytes"] = len(raw)
     return data
+
+
+# A container's own C: is its scratch VHD (containerd's Windows snapshotter: 20 GB).
+SCRATCH_GIB = 20
+
+
+@twin("volume-info", 1, autoloads_modules=True)
+def volume_info(params: dict[str, Any], ctx: TwinContext) -> dict[str, Any]:
+    path = _required(params, "path")
+    _check_path(path, ctx)
+    ctx.require("Get-Volume")
+    view = ctx.view
+    try:
+        fs, rel, _ = view.resolve(path)
+        found = fs.exists(rel)
+    except WinError:
+        found = False
+    if not found:
+        # Get-Volume -FilePath resolves the path first: a missing one has no volume.
+        raise ProbeFailure(f"No MSFT_Volume objects found with property 'FilePath' equal to "
+                           f"'{path}'.  Verify the value of the property and retry.")
+    device = getattr(fs, "device", None)
+    if device is None:  # the container layer, not a mounted volume
+        device = Volume("scratch", SCRATCH_GIB, formatted_fs="NTFS", fs=fs)
+        device.partition()
+    elif device.partition_bytes is None:
+        raise ProbeFailure("No MSFT_Partition objects found with property 'Volume' equal to "
+                           f"'{path}'.  Verify the value of the property and retry.")
+    return {
+        "path": path,
+        "file_system": device.formatted_fs or "",
+        "size_bytes": device.volume_bytes,
+        "size_remaining_bytes": device.free_bytes,
+        "partition_bytes": device.partition_bytes,
+        "disk_bytes": device.disk_bytes,
+    }

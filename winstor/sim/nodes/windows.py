@@ -27,6 +27,7 @@ __all__ = [
     "Entry",
     "Filesystem",
     "Mount",
+    "ResizeError",
     "Service",
     "SmbGlobalMapping",
     "SmbShare",
@@ -185,6 +186,9 @@ class Filesystem:
         self._clock = clock
         self._lock = threading.RLock()
         self._root = _Node(name="", is_dir=True, mtime=clock())
+        # The disk this filesystem is formatted on (a `Volume`), when it has one: what
+        # Get-Volume / Get-Partition report about a path on it.
+        self.device: Volume | None = None
 
     # -- helpers
     def _show(self, path: str, display: str | None) -> str:
@@ -388,19 +392,74 @@ def _entry(node: _Node) -> Entry:
 # ------------------------------------------------------------------ storage objects
 
 
+MIB = 1 << 20
+GIB = 1 << 30
+# Where csi-proxy's PartitionDisk (Initialize-Disk -PartitionStyle GPT; New-Partition
+# -UseMaximumSize) puts the data partition, and what GPT keeps at the disk's end: the
+# partition's largest size (Get-PartitionSupportedSize's SizeMax) is the rest. These
+# match the figures in csi-proxy issue 195 (a 3 GiB disk: SizeMax 3204431360).
+PARTITION_OFFSET = 16 * MIB
+GPT_BACKUP_BYTES = 16896
+NTFS_CLUSTER = 4096
+# What a fresh NTFS volume already holds (MFT, log file, bitmap) before any file.
+NTFS_METADATA_BYTES = 6 * MIB
+
+
+class ResizeError(Exception):
+    """csi-proxy's ResizeVolume failed; the message is its error text."""
+
+
 @dataclass
 class Volume:
-    """An EBS-like block device. The same object travels between pods and nodes."""
+    """An EBS-like block device. The same object travels between pods and nodes.
+
+    `size_gib` is the disk (EC2's size; it grows when the volume is modified);
+    `partition_bytes` the NTFS data partition on it, set when it is formatted and
+    grown only by a partition resize (csi-proxy's ResizeVolume): between the two, the
+    disk is bigger than what the pod sees at its mount path.
+    """
 
     volume_id: str
     size_gib: int
     formatted_fs: str | None = None
     fs: Filesystem = field(default_factory=Filesystem)
+    partition_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        self.fs.device = self
+
+    @property
+    def disk_bytes(self) -> int:
+        return self.size_gib * GIB
+
+    def size_max(self) -> int:
+        """Get-PartitionSupportedSize's SizeMax for the data partition: up to the GPT
+        backup at the disk's end."""
+        return self.disk_bytes - PARTITION_OFFSET - GPT_BACKUP_BYTES
+
+    def partition(self) -> None:
+        """The data partition a fresh disk gets (New-Partition -UseMaximumSize, which
+        leaves the end 1 MiB-aligned), unless it has one."""
+        if self.partition_bytes is None:
+            self.partition_bytes = self.size_max() // MIB * MIB
+
+    @property
+    def volume_bytes(self) -> int:
+        """Get-Volume's Size: the partition in whole NTFS clusters (the last sector holds
+        the backup boot sector)."""
+        part = self.partition_bytes or 0
+        return max(0, (part - 512) // NTFS_CLUSTER * NTFS_CLUSTER)
+
+    @property
+    def free_bytes(self) -> int:
+        """Get-Volume's SizeRemaining."""
+        return max(0, self.volume_bytes - NTFS_METADATA_BYTES - self.fs.used_bytes())
 
     def format(self, fs_type: str = "NTFS") -> None:
         """Format the device: a fresh, empty filesystem with NTFS's hidden system folder."""
         self.fs.clear()  # in place: anything already holding the filesystem sees the format
         self.formatted_fs = fs_type
+        self.partition()
         if fs_type.upper() == "NTFS":
             self.fs.mkdir("System Volume Information", attributes="hs")
 
@@ -646,6 +705,12 @@ class WindowsNode:
             system.mkdir(r"Program Files\Kubernetes")
             system.mkdir(r"var\lib\kubelet")
             self.drives["C:"] = system
+        # Optimize Drives: trigger-started by the storage stack, which needs it to size
+        # partitions (Get-PartitionSupportedSize); hardening baselines disable it.
+        self.services.setdefault("defragsvc", Service(
+            name="defragsvc", display_name="Optimize drives", status="Stopped",
+            start_type="Manual", path_name=r"C:\Windows\system32\svchost.exe",
+            arguments="-k defragsvc"))
 
     @property
     def build_number(self) -> int:
@@ -688,6 +753,53 @@ class WindowsNode:
         system = self.drives["C:"]
         if system.exists(CSI_PROXY_BINARY[3:]):
             system.remove(CSI_PROXY_BINARY[3:])
+
+    # -- csi-proxy's volume API, as the EBS CSI node plugin calls it
+    def resize_volume(self, volume: Volume) -> None:
+        """csi-proxy's ResizeVolume with size 0 ("as large as possible"), which the EBS CSI
+        node plugin calls from NodeExpandVolume: grow the data partition to
+        Get-PartitionSupportedSize's SizeMax (NTFS grows with it).
+
+        Raises `ResizeError` with csi-proxy's own error text. Releases before v1.2.0 resize
+        whenever SizeMax is larger, and Windows refuses a resize of less than 1 MB ("Size
+        Not Supported", csi-proxy issue 195); v1.2.0 skips any resize under 100 MB (PR 364).
+        Get-PartitionSupportedSize fails with StorageWMI 4 when defragsvc cannot run
+        (aws-ebs-csi-driver issue 2877).
+        """
+        service = self.services.get("csiproxy")
+        if service is None or service.status != "Running":
+            raise ResizeError("rpc error: code = Unavailable desc = connection error: desc = "
+                              '"transport: Error while dialing: open '
+                              '\\\\.\\pipe\\csi-proxy-volume-v1: The system cannot find the file '
+                              'specified."')
+        volume.partition()
+        current = volume.partition_bytes or 0
+        defrag = self.services.get("defragsvc")
+        if defrag is None or defrag.start_type == "Disabled":
+            raise ResizeError(
+                "error getting sizemin,sizemax from mount. cmd: Get-Volume -UniqueId "
+                '"$Env:volumeID" | Get-partition | Get-PartitionSupportedSize | Select SizeMax '
+                "| ConvertTo-Json, output: Get-PartitionSupportedSize : Failed\r\n"
+                "Activity ID: {5d0b6f1e-3c2a-4e57-9a41-7f2c8b0e1d93}\r\n"
+                "    + CategoryInfo          : NotSpecified: (StorageWMI:ROOT/Microsoft/.../"
+                "MSFT_Partition) [Get-PartitionSupportedSize], CimException\r\n"
+                "    + FullyQualifiedErrorId : StorageWMI 4,Get-PartitionSupportedSize\r\n"
+                '\r\n{\r\n    "SizeMax":  null\r\n}, error: exit status 1')
+        final = volume.size_max()
+        if _release(service.file_version or "0") >= (1, 2, 0):
+            if final - current < 100 * MIB:
+                return  # "minimum resize difference(1GB) not met, skipping resize"
+        elif current >= final:
+            return
+        if final - current < MIB:
+            raise ResizeError(
+                'error resizing volume. cmd: Get-Volume -UniqueId "$Env:volumeID" | '
+                f"Get-Partition | Resize-Partition -Size {final}, output: Resize-Partition : "
+                "Size Not Supported\r\n \r\nExtended information:\r\nThe size of the "
+                "extent is less than the minimum of 1MB.\r\n \r\n    + "
+                "FullyQualifiedErrorId : StorageWMI 4097,Resize-Partition\r\n, error: exit "
+                "status 1")
+        volume.partition_bytes = final
 
     # -- SMB
     def map_smb(self, local_path: str, share: SmbShare, status: int = 0) -> SmbGlobalMapping:
