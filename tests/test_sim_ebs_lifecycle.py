@@ -286,3 +286,38 @@ def test_janitor_uncordons_what_a_killed_run_left_cordoned(sim_factory) -> None:
     assert not first.spec.unschedulable
     assert "winstor.io/cordoned-by-run" not in (first.metadata.annotations or {})
     assert second.spec.unschedulable  # another run's cordon is that run's business
+
+
+def test_drain_runs_only_where_a_cluster_declares_it(sim_factory, tmp_path) -> None:
+    """EBS-MOVE-01 is off for a cluster whose kubeconfig context does not declare `drain`
+    (as on any real cluster by default) and says how to turn it on; `--opt-in drain` or the
+    clusters file's `opt_in` turn it on; the embedded cluster's own contexts declare it."""
+    import yaml
+
+    from helpers import run_suite
+    from inspect_cluster import leftovers
+
+    sim = sim_factory(1)
+    plain = yaml.safe_load(sim.kubeconfig.read_text())
+    assert plain["contexts"][0]["context"]["extensions"] == [
+        {"name": "winstor.io/opt-in", "extension": {"markers": ["drain"]}}]
+    for ctx in plain["contexts"]:
+        ctx["context"].pop("extensions")
+    kc = tmp_path / "plain.kubeconfig"
+    kc.write_text(yaml.safe_dump(plain))
+    args = [f"--kubeconfig={kc}", "--context", "sim-1", "-k", "EBS-MOVE-01"]
+    off = run_suite(args, tmp_path, env=sim.aws_env)
+    assert off.outcomes == {"sim-1:EBS-MOVE-01": "skipped"}, off.output[-2000:]
+    reason = off.messages["sim-1:EBS-MOVE-01"]
+    assert "sim-1 does not opt in to `drain` checks" in reason and "--opt-in drain" in reason
+    on = run_suite([*args, "--opt-in", "drain"], tmp_path, env=sim.aws_env)
+    assert on.outcomes == {"sim-1:EBS-MOVE-01": "passed"}, on.output[-2000:]
+    clusters = tmp_path / "clusters.yaml"
+    clusters.write_text(f"clusters:\n  - context: sim-1\n    kubeconfig: {kc}\n"
+                        "    opt_in: [drain]\n")
+    filed = run_suite([f"--clusters={clusters}", "-k", "EBS-MOVE-01"], tmp_path,
+                      env=sim.aws_env)
+    assert filed.outcomes == {"sim-1:EBS-MOVE-01": "passed"}, filed.output[-2000:]
+    assert leftovers(sim) == []
+    nodes = client.CoreV1Api(api_client(sim)).list_node().items
+    assert not any(n.spec.unschedulable for n in nodes)
