@@ -20,6 +20,9 @@ from winstor.targets.embedded import SimProcess
 # (a plain run follows those settings): point them at a directory that never exists.
 os.environ["WINSTOR_KIND_STATE"] = os.path.join(tempfile.gettempdir(),
                                                 f"winstor-selftest-{os.getpid()}-no-kind")
+# The same for `winstor controlplane up`.
+os.environ["WINSTOR_CONTROLPLANE_STATE"] = os.path.join(
+    tempfile.gettempdir(), f"winstor-selftest-{os.getpid()}-no-controlplane")
 
 
 @pytest.fixture

@@ -1,28 +1,36 @@
-"""Per-process state of a run: settings, the clusters, the embedded cluster.
+"""Per-process state of a run: settings, the clusters, the clusters the run starts.
 
-Under pytest-xdist the controller starts the embedded cluster (once) and
-hands its kubeconfig and AWS settings to the workers; in a serial run the
-first check that needs a cluster starts it. Either way nothing is started or
-contacted for `--collect-only`.
+With no context, the run starts its clusters: the embedded cluster, or on the
+`controlplane` profile the real control plane (`winstor.targets.controlplane`).
+Under pytest-xdist the controller starts them (once) and hands the kubeconfig and
+AWS settings to the workers; in a serial run the first check that needs a cluster
+starts them. Either way nothing is started or contacted for `--collect-only`.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from winstor.cluster.target import Cluster
 from winstor.plugin.settings import Settings
+from winstor.targets.controlplane.process import ControlPlaneProcess
 from winstor.targets.embedded import LaunchError, SimProcess
 
 
 @dataclass
 class RunState:
     settings: Settings
-    sim: SimProcess | None = None
+    sim: SimProcess | ControlPlaneProcess | None = None
     sim_kubeconfig: str | None = None
     sim_aws_env: dict[str, str] = field(default_factory=dict)
+    # cluster -> its own AWS settings, where they differ (each control-plane cluster
+    # has its own moto); the others use sim_aws_env
+    cluster_aws_envs: dict[str, dict[str, str]] = field(default_factory=dict)
+    # where progress of a long start goes (the control plane's first build): the terminal
+    progress: Callable[[str], None] | None = None
     clusters: dict[str, Cluster] = field(default_factory=dict)
     launch_error: str | None = None
     remote_notes: dict[str, dict[str, list[str]]] = field(default_factory=dict)
@@ -36,9 +44,13 @@ class RunState:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def ensure_sim(self) -> None:
-        """Start the embedded cluster if this run uses it and nobody has yet."""
+        """Start the run's clusters (embedded, or the control plane) if this run uses them
+        and nobody has yet."""
         s = self.settings
         if not s.use_sim or self.sim_kubeconfig or self.launch_error:
+            return
+        if s.profile == "controlplane":
+            self._start_controlplane()
             return
         sim = SimProcess(s.sim_clusters, s.sim_scenarios,
                          flavour="kind" if s.profile == "kind" else "eks")
@@ -51,6 +63,19 @@ class RunState:
         self.sim_kubeconfig = str(sim.kubeconfig)
         self.sim_aws_env = dict(sim.aws_env)
 
+    def _start_controlplane(self) -> None:
+        s = self.settings
+        cp = ControlPlaneProcess(clusters=s.sim_clusters, scenarios=list(s.sim_scenarios))
+        try:
+            cp.start(progress=self.progress)
+        except LaunchError as err:
+            self.launch_error = f"the control plane could not be started: {err}"
+            return
+        self.sim = cp
+        self.sim_kubeconfig = str(cp.kubeconfig)
+        self.sim_aws_env = dict(cp.aws_env)
+        self.cluster_aws_envs = cp.aws_envs
+
     def cluster(self, name: str) -> Cluster:
         with self._lock:
             if name in self.clusters:
@@ -62,7 +87,7 @@ class RunState:
             c = Cluster(target=target, run_id=self.settings.run_id,
                         timeouts=self.settings.timeouts, profile=self.settings.profile,
                         kubeconfig=self.sim_kubeconfig or self.settings.kubeconfig,
-                        aws_env=dict(self.sim_aws_env),
+                        aws_env=dict(self.cluster_aws_envs.get(name, self.sim_aws_env)),
                         keep_on_failure=self.settings.keep_on_failure)
             self.clusters[name] = c
             return c
@@ -76,9 +101,11 @@ class RunState:
         return {"winstor_run_id": self.settings.run_id,
                 "winstor_sim_kubeconfig": self.sim_kubeconfig,
                 "winstor_sim_aws_env": self.sim_aws_env,
+                "winstor_cluster_aws_envs": self.cluster_aws_envs,
                 "winstor_launch_error": self.launch_error}
 
     def adopt_worker_input(self, data: dict[str, Any]) -> None:
         self.sim_kubeconfig = data.get("winstor_sim_kubeconfig")
         self.sim_aws_env = dict(data.get("winstor_sim_aws_env") or {})
+        self.cluster_aws_envs = dict(data.get("winstor_cluster_aws_envs") or {})
         self.launch_error = data.get("winstor_launch_error")

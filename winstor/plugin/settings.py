@@ -19,18 +19,25 @@ import yaml
 from winstor.config import ClusterTarget, ConfigError, Timeouts, load_clusters_file, safe_name
 from winstor.plugin.checks import OPT_IN
 from winstor.targets import kindstate
+from winstor.targets.controlplane import state as cpstate
+from winstor.targets.profiles import PROFILES
+
+PROFILE_NAMES = tuple(PROFILES)
 
 OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
-    ("--profile", "what the clusters are like: eks (Windows nodes, EBS, FSx) or kind "
-                  "(Linux stand-ins, local-path storage); default eks",
-     {"choices": ("eks", "kind")}),
+    ("--profile", "what the clusters are like: eks (Windows nodes, EBS, FSx), kind "
+                  "(Linux stand-ins, local-path storage) or controlplane (EKS-like: real "
+                  "Kubernetes components built from source, emulated nodes and AWS; with no "
+                  "context the run starts and stops them); default eks",
+     {"choices": PROFILE_NAMES}),
     ("--context", "kubeconfig context of a cluster to check (repeatable); with none, the run "
                   "starts the embedded cluster and stops it at the end",
      {"action": "append"}),
     ("--kubeconfig", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config)", {}),
     ("--clusters", "YAML file listing the clusters: context, aws region/profile, "
                    "windows_build, fsx share and host_path, windows_image", {}),
-    ("--sim-clusters", "how many emulated clusters the embedded cluster serves (default 2)", {}),
+    ("--sim-clusters", "how many clusters the run starts: the embedded cluster's emulated "
+                       "clusters, or the controlplane profile's (default 2)", {}),
     ("--sim-scenario", "break an emulated cluster: [CLUSTER:]NAME (repeatable; "
                        "`winstor sim scenarios` lists them)", {"action": "append"}),
     ("--windows-image", "Windows image for the workload pods (default: servercore matching "
@@ -73,6 +80,8 @@ class Settings:
     keep_on_failure: bool
     run_id: str
     kind_settings: str | None = None  # the `winstor kind up` settings this run follows
+    # the `winstor controlplane up` settings this run follows
+    controlplane_settings: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -117,8 +126,9 @@ def kubeconfig_contexts(path: str | None) -> tuple[str, list[str]]:
 def resolve(config: Any, scenario_names: set[str], run_id: str | None = None) -> Settings:
     chosen_profile = _get(config, "--profile")
     profile = chosen_profile or "eks"
-    if profile not in ("eks", "kind"):
-        raise ConfigError(f"--profile must be eks or kind, not {profile!r}")
+    if profile not in PROFILE_NAMES:
+        raise ConfigError(f"--profile must be one of {', '.join(PROFILE_NAMES)}, not "
+                          f"{profile!r}")
     contexts: list[str] = _get(config, "--context") or []
     clusters_file = _get(config, "--clusters")
     kubeconfig = _get(config, "--kubeconfig")
@@ -155,10 +165,18 @@ def resolve(config: Any, scenario_names: set[str], run_id: str | None = None) ->
             raise ConfigError("two contexts map to the same cluster name; use --clusters "
                               "with explicit names")
     else:
-        targets = [ClusterTarget(name=f"sim-{i}", context=f"sim-{i}")
+        # Started by the run: the embedded cluster's sim-N, or the control plane's cp-N.
+        prefix = "cp" if profile == "controlplane" else "sim"
+        targets = [ClusterTarget(name=f"{prefix}-{i}", context=f"{prefix}-{i}")
                    for i in range(1, sim_n + 1)]
-    kind_settings = None
-    if use_sim and not scenarios and chosen_profile != "eks":
+    kind_settings = controlplane_settings = None
+    if use_sim and not scenarios and chosen_profile in (None, "controlplane"):
+        # After `winstor controlplane up`, a plain run checks those clusters.
+        followed = _follow_controlplane(chosen_profile)
+        if followed is not None:
+            controlplane_settings, kubeconfig, targets = followed
+            profile, use_sim = "controlplane", False
+    if use_sim and not scenarios and chosen_profile not in ("eks", "controlplane"):
         # After `winstor kind up`, a plain run checks that kind cluster.
         kind = kindstate.load()
         if kind is not None:
@@ -194,12 +212,45 @@ def resolve(config: Any, scenario_names: set[str], run_id: str | None = None) ->
     if opt_in:
         from dataclasses import replace
         targets = [replace(t, opt_in=tuple(sorted({*t.opt_in, *opt_in}))) for t in targets]
-    timeouts = Timeouts.profile(_get(config, "--timeouts") or ("sim" if use_sim else "eks"))
+    # The control plane's nodes and AWS run at the embedded cluster's time scale.
+    timeouts = Timeouts.profile(_get(config, "--timeouts") or (
+        "sim" if use_sim or profile == "controlplane" else "eks"))
     return Settings(profile=profile, targets=targets, kubeconfig=kubeconfig, use_sim=use_sim,
                     sim_clusters=sim_n, sim_scenarios=scenarios, windows_image=windows_image,
                     timeouts=timeouts, keep_on_failure=bool(_get(config, "--keep-on-failure")),
                     run_id=run_id or _get(config, "--run-id") or new_run_id(),
-                    kind_settings=kind_settings)
+                    kind_settings=kind_settings, controlplane_settings=controlplane_settings)
+
+
+def _follow_controlplane(chosen_profile: str | None
+                         ) -> tuple[str, str, list[ClusterTarget]] | None:
+    """The clusters `winstor controlplane up` recorded, as (settings file, kubeconfig,
+    targets with each cluster's AWS settings); None when nothing is recorded, or when
+    `winstor kind up` is recorded too and no profile says which to follow."""
+    recorded = cpstate.load()
+    if recorded is None:
+        return None
+    if chosen_profile is None and kindstate.load() is not None:
+        raise ConfigError(f"both `winstor kind up` ({kindstate.state_dir()}) and `winstor "
+                          f"controlplane up` ({recorded.path}) are recorded: say which to "
+                          "check with --profile kind or --profile controlplane")
+    from winstor.targets.controlplane.process import is_supervisor
+    if not is_supervisor(recorded.pid):
+        raise ConfigError(f"{recorded.path}: the control plane `winstor controlplane up` "
+                          f"started (supervisor pid {recorded.pid}) is not running; run "
+                          "`winstor controlplane down` (and `winstor controlplane up` again)")
+    used, known = kubeconfig_contexts(recorded.kubeconfig)
+    missing = [c for c in recorded.contexts if c not in known]
+    if missing:
+        raise ConfigError(f"{recorded.path}: context {missing[0]!r} is not in {used}; run "
+                          "`winstor controlplane down` (and `winstor controlplane up` again)")
+    targets = []
+    for context in recorded.contexts:
+        env = dict(recorded.aws_envs.get(context) or {})
+        targets.append(ClusterTarget(name=safe_name(context), context=context,
+                                     kubeconfig=recorded.kubeconfig, aws_env=env,
+                                     aws_region=env.get("AWS_DEFAULT_REGION")))
+    return str(recorded.path), recorded.kubeconfig, targets
 
 
 def _with_image(t: ClusterTarget, image: str) -> ClusterTarget:

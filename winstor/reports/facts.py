@@ -104,6 +104,7 @@ def cluster_facts(cluster: Any, redactor: Redactor,
                         "(see the checks)")
         return redactor.data(out)
     out["reachable"] = True
+    _server_facts(cluster, out, problems)
     try:
         nodes = cluster.api.items(NODES)
     except Exception as err:  # recorded: the cluster's error and the summary say it
@@ -170,6 +171,28 @@ def cluster_facts(cluster: Any, redactor: Redactor,
     out["notes"]["notes"] += problems
     out["problems"] = problems
     return redactor.data(out)
+
+
+VERSION_KEYS = ("gitVersion", "gitCommit", "gitTreeState", "buildDate", "goVersion", "platform")
+
+
+def _server_facts(cluster: Any, out: dict[str, Any], problems: list[str]) -> None:
+    """The API server's own `/version` (which build answered, not just its release) and,
+    on a profile whose verdicts are reached somewhere other than on the cluster itself,
+    where: a run on the controlplane profile must never read as a run on EKS."""
+    platform = getattr(cluster, "platform", None)
+    where = getattr(platform, "where", "")
+    if where:
+        out["facts"]["target"] = where
+    version = getattr(cluster.api, "version", None)
+    if version is None:
+        return
+    try:
+        doc = version() or {}
+    except Exception as err:  # recorded: the summary and the cluster's notes say it
+        problems.append(f"reading /version failed: {err}")
+        return
+    out["facts"]["server"] = {k: doc[k] for k in VERSION_KEYS if k in doc}
 
 
 def _labels(node: dict) -> dict[str, str]:

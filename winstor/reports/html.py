@@ -233,6 +233,12 @@ def _clusters(doc: dict[str, Any]) -> str:
                 ("AWS facts", ("yes" if aws.get("available") else "no")
                  + (f" ({aws['region']})" if aws.get("region") else "")),
                 ("Linux nodes", c.get("linux_nodes", 0))]
+        facts = c.get("facts") or {}
+        if facts.get("target"):
+            rows.insert(0, ("verdicts reached on", facts["target"]))
+        if isinstance(facts.get("server"), dict):
+            rows.append(("API server /version", ", ".join(
+                f"{k} {v}" for k, v in facts["server"].items())))
         for key in ("default_class", "fsx", "hostpath_exposure"):
             if key in (c.get("facts") or {}):
                 rows.append((key.replace("_", " "), json.dumps(c["facts"][key],

@@ -15,6 +15,12 @@ of failing for the wrong one.
   `extraMounts` host directory) holds the share that stands in for the SMB
   Global Mapping (`G:` is `/winstor/share`) and the record of that mapping
   (read by the `stand-in` probe library); `C:\\` is the container's `/`.
+- `controlplane`: EKS-like clusters whose Kubernetes is real (kube-apiserver,
+  kube-controller-manager, kube-scheduler, etcd and the EBS CSI controller path,
+  built from source: `winstor.targets.controlplane`) and whose nodes and AWS are
+  emulated (winstor's node agent answers `pods/exec` with the embedded cluster's
+  Windows models, moto plays EC2). The rendering is EKS's; what differs is where a
+  verdict was reached, which reports say (`Profile.where`).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["EKS", "KIND", "PROFILES", "Profile", "get"]
+__all__ = ["CONTROLPLANE", "EKS", "KIND", "PROFILES", "Profile", "get"]
 
 STAND_IN_LABEL = "winstor.io/windows-stand-in"
 STAND_IN_IMAGE = "mcr.microsoft.com/powershell:lts-7.4-ubuntu-22.04"
@@ -47,6 +53,8 @@ class Profile:
     drives: dict[str, str] = field(default_factory=dict)  # "G:" -> where it lives here
     lacks: dict[str, str] = field(default_factory=dict)  # capability marker -> why absent
     stand_in_image: str | None = None
+    # Where this profile's verdicts are reached, for reports; empty: on the cluster itself.
+    where: str = ""
 
     @property
     def windows_nodes_hint(self) -> str:
@@ -115,7 +123,16 @@ KIND = Profile(
                         "kind has only local-path `standard`",
     })
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (EKS, KIND)}
+CONTROLPLANE = Profile(
+    name="controlplane", shell="powershell.exe", probe_libs=(),
+    windows_selector={"kubernetes.io/os": "windows"},
+    where="control-plane profile: real kube-apiserver, kube-controller-manager, "
+          "kube-scheduler and etcd, real EBS CSI controller, external-provisioner, "
+          "-attacher and -resizer; emulated nodes (winstor's node agent, the embedded "
+          "cluster's Windows models) and AWS (moto) - not EKS",
+    lacks={})
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (EKS, KIND, CONTROLPLANE)}
 
 
 def get(name: str) -> Profile:

@@ -193,7 +193,12 @@ class ControlPlaneProcess:
     def _failure(self) -> str:
         errors = [ln[len(ERROR_PREFIX):] for ln in self._lines() if ln.startswith(ERROR_PREFIX)]
         if errors:
-            return errors[-1]
+            line = errors[-1]
+            if self.owned and self.workdir is not None:
+                # The logs go with the work directory: do not point at a file about to vanish.
+                head, sep, _ = line.rpartition(f" (log {self.workdir}/")
+                line = head if sep else line
+            return line
         return f"the control plane's supervisor exited with code {self.proc.returncode if self.proc else '?'}: {self._tail()}"  # noqa: E501
 
     def _tail(self, n: int = 3) -> str:

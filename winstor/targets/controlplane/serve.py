@@ -11,7 +11,8 @@ with SIGKILL (the parent-death signal; see `launcher.py`).
 `pytest --profile controlplane` and `winstor controlplane up` start it through
 `process.ControlPlaneProcess`; nothing imports it. A failed start prints one line,
 `winstor controlplane: error: ...`, and exits 1; progress lines start with
-`controlplane:`. With `--remove-workdir` it removes its work directory when it ends.
+`controlplane:`. With `--remove-workdir` it removes its work directory when it ends
+and its owner is gone (a living owner reads the log first and removes it itself).
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--exit-with", type=_positive_int, metavar="PID",
                    help="stop when this process is gone")
     p.add_argument("--remove-workdir", action="store_true",
-                   help="remove --workdir when stopping")
+                   help="remove --workdir when stopping, if the --exit-with process is gone")
     return p
 
 
@@ -159,7 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         began = time.monotonic()
         cp.stop()
         say(f"controlplane: stopped ({time.monotonic() - began:.1f} s)")
-        if args.remove_workdir:
+        # A living owner reads the log of a failed start first and removes the directory
+        # itself; an owner that is gone cannot.
+        if args.remove_workdir and not (args.exit_with and _alive(args.exit_with)):
             shutil.rmtree(workdir, ignore_errors=True)
     return code
 
