@@ -69,11 +69,14 @@ def test_data_is_found_through_the_package() -> None:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`python -m build`, as the README says: the sdist, then the wheel built from it,
+    so what a wheel holds is what the sdist carries (and no stale build/ of the
+    checkout leaks in)."""
     out = tmp_path_factory.mktemp("dist")
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
-                           str(out), str(ROOT)], capture_output=True, text=True, timeout=300,
-                          cwd=out)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
+                          capture_output=True, text=True, timeout=600, cwd=out)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert next(out.glob("winstor-*.tar.gz"), None) is not None, "no sdist"
     return next(out.glob("winstor-*.whl"))
 
 
@@ -96,6 +99,20 @@ def test_wheel_carries_suites_fixtures_manifests_and_probes(wheel: Path) -> None
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "winstor = winstor.plugin.hooks" in text and "winstor = winstor.cli.main:main" in text
+
+
+def test_wheel_holds_nothing_the_checkout_lacks(wheel: Path) -> None:
+    """Every file of the wheel comes from a file of the checkout (a module that moved
+    away must not live on in the package)."""
+    stale = []
+    for name in zipfile.ZipFile(wheel).namelist():
+        if ".dist-info/" in name:
+            continue
+        parts = name.split("/")
+        package = ".".join(parts[:-1])
+        if not (_source_dir(package) / parts[-1]).is_file():
+            stale.append(name)
+    assert not stale, stale
 
 
 def test_installed_wheel_runs_the_catalog_from_an_empty_directory(
