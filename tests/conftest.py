@@ -9,8 +9,11 @@ itself.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +26,36 @@ os.environ["WINSTOR_KIND_STATE"] = os.path.join(tempfile.gettempdir(),
 # The same for `winstor controlplane up`.
 os.environ["WINSTOR_CONTROLPLANE_STATE"] = os.path.join(
     tempfile.gettempdir(), f"winstor-selftest-{os.getpid()}-no-controlplane")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_sim_directory_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The self-tests leave no embedded cluster's directory (`winstor-sim-*`) behind.
+
+    Every sim they start - in this process, or in the pytest runs and commands they start,
+    which inherit TMPDIR - makes its directory under a TMPDIR of this session's own, so
+    what is left there at the end is theirs alone, whatever else runs on the machine. A
+    sim whose starter was killed removes its directory within a second or two, so the end
+    waits a few seconds for that before it judges."""
+    tmp_path_factory.getbasetemp()  # pytest's own temporary directories stay where they are
+    root = Path(tempfile.mkdtemp(prefix="winstor-selftest-tmp-"))
+    before = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(root)
+    tempfile.tempdir = None
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = before
+        tempfile.tempdir = None
+        deadline = time.monotonic() + 5
+        while any(root.glob("winstor-sim-*")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = sorted(p.name for p in root.glob("winstor-sim-*"))
+        shutil.rmtree(root, ignore_errors=True)
+    assert not left, f"self-tests left embedded clusters' directories behind: {left}"
 
 
 @pytest.fixture

@@ -1,24 +1,237 @@
-"""Ctrl-C in the middle of a run still removes what the run created."""
+"""SIGINT and SIGTERM in the middle of a run: the run stops its checks, removes what it
+created, writes its report with the stopped checks marked and exits with pytest's
+interrupted code; its xdist workers and its embedded cluster end with it, and the
+embedded cluster's temporary directory goes too.
+
+The signal is sent at chosen points by a small plugin the run loads (`-p sigterm_at`):
+from inside the run, at the moment a fixture or phase begins, so the point is the same
+on a fast machine and a loaded one. Under xdist the plugin runs in the workers and
+signals the controller, as CI does; the controller passes it on. Each run gets a TMPDIR
+of its own, so that the embedded cluster's directory (`winstor-sim-*`) is looked for
+where only that run could have made it.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from kubernetes import client
 
 from helpers import ROOT, eventually
 from inspect_cluster import api_client, leftovers
 
+SIGNALLER = '''
+import os
+import signal
 
-def _start_run(sim, tmp_path: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    """Start a suite run and return once it has real objects out there: a running pod."""
+import pytest
+
+AT = os.environ["WINSTOR_TEST_SIGNAL_AT"]
+ONCE = os.environ["WINSTOR_TEST_SIGNAL_ONCE"]
+
+
+def _controller_once():
+    try:  # one signal per run, whichever worker gets there first
+        os.close(os.open(ONCE, os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return
+    with open(ONCE + ".pids", "w") as f:
+        f.write(str(os.getpid()))
+    target = os.getppid() if os.environ.get("PYTEST_XDIST_WORKER") else os.getpid()
+    os.kill(target, signal.SIGTERM)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_fixture_setup(fixturedef, request):
+    if AT == "head-start" and fixturedef.argname == "seed_workload":
+        _controller_once()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item):
+    if AT == "mid-check" and "EBS-PERSIST-01" in item.nodeid:
+        _controller_once()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item, nextitem):
+    # the last check of a cluster: its session fixtures (namespaces, claim) go now
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    later = getattr(getattr(nextitem, "callspec", None), "params", {})
+    if AT == "teardown" and params.get("cluster") and later.get("cluster") != params["cluster"]:
+        _controller_once()
+'''
+
+
+@dataclass
+class Stopped:
+    code: int
+    output: str
+    tmpdir: Path
+    reports: Path
+    children: list[int]
+
+    def results(self) -> dict:
+        return json.loads((self.reports / "latest" / "results.json").read_text())
+
+    def junit_errors(self) -> dict[str, str]:
+        root = ET.parse(self.reports / "latest" / "junit.xml").getroot()
+        return {case.get("name", ""): child.get("message") or "" for case in root.iter("testcase")
+                for child in case if child.tag == "error"}
+
+
+def _children(pid: int) -> list[int]:
+    done = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in done.stdout.split()]
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for its parent."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _sims_of(tmpdir: Path) -> list[str]:
+    """`winstor sim up` processes whose files are under `tmpdir` (pgrep's view)."""
+    done = subprocess.run(["pgrep", "-f", f"winstor sim up --kubeconfig {tmpdir}/"],
+                          capture_output=True, text=True)
+    return done.stdout.split()
+
+
+def _run(args: list[str], tmp_path: Path, at: str | None = None, env: dict | None = None,
+         when_to_signal=None) -> Stopped:
+    """A suite run with its own TMPDIR and report directory; `at`: where the plugin sends
+    SIGTERM; `when_to_signal(tmpdir)`: or the test sends it once that returns true."""
+    tmpdir, reports = tmp_path / "tmp", tmp_path / "reports"
+    tmpdir.mkdir()
+    (tmp_path / "sigterm_at.py").write_text(SIGNALLER)
+    run_env = {**os.environ, **(env or {}), "TMPDIR": str(tmpdir),
+               "WINSTOR_REPORT_DIR": str(reports),
+               "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+               "WINSTOR_TEST_SIGNAL_AT": at or "nowhere",
+               "WINSTOR_TEST_SIGNAL_ONCE": str(tmp_path / "signalled")}
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly",
+                             "-p", "sigterm_at", *args], cwd=ROOT, env=run_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    children: list[int] = []
+    try:
+        if when_to_signal is not None:
+            eventually(lambda: when_to_signal(tmpdir) or proc.poll() is not None,
+                       timeout=120, every=0.01)
+            children = _children(proc.pid)
+            proc.send_signal(signal.SIGTERM)
+        else:
+            def signalled() -> bool:
+                if (tmp_path / "signalled").exists():
+                    children.extend(_children(proc.pid))
+                    return True
+                return proc.poll() is not None
+            eventually(signalled, timeout=180, every=0.01)
+        out, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return Stopped(proc.returncode, out, tmpdir, reports, children)
+
+
+def _assert_stopped_cleanly(run: Stopped) -> None:
+    """Exit 2, said so, nothing of the run's own left running or on disk."""
+    tail = run.output[-4000:]
+    assert run.code == pytest.ExitCode.INTERRUPTED, tail
+    assert "winstor: SIGTERM: stopping run" in run.output, tail
+    assert not [p for p in run.children if _running(p)], (run.children, tail)
+    assert _sims_of(run.tmpdir) == [], tail
+    assert sorted(p.name for p in run.tmpdir.glob("winstor-sim-*")) == [], tail
+
+
+def _assert_marked(run: Stopped) -> list[dict]:
+    """The report exists, says exit 2, and marks the stopped checks (one test case each)."""
+    doc = run.results()
+    assert doc["run"]["exit_status"] == pytest.ExitCode.INTERRUPTED
+    stopped = [c for c in doc["checks"] if (c["reason"] or "").startswith("interrupted: SIGTERM")]
+    assert stopped and all(c["outcome"] == "error" for c in stopped), doc["checks"]
+    errors = run.junit_errors()
+    for c in stopped:
+        name = next(n for n in errors if f"[{c['cluster']}:{c['id']}]" in n)
+        assert errors[name].startswith("interrupted: SIGTERM"), errors
+    assert any("STOPPED" in line for line in run.output.splitlines()), run.output[-3000:]
+    return stopped
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_sigterm_while_the_embedded_cluster_starts(tmp_path: Path, workers: list[str]) -> None:
+    def starting(tmpdir: Path) -> bool:
+        return any(not (d / "kubeconfig").exists() for d in tmpdir.glob("winstor-sim-*"))
+    run = _run(["--sim-clusters", "1", *workers], tmp_path, when_to_signal=starting)
+    _assert_stopped_cleanly(run)
+
+
+def test_sigterm_during_the_head_start_removes_what_it_began(sim_factory,
+                                                             tmp_path: Path) -> None:
+    sim = sim_factory(1, [])
+    run = _run([f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1"], tmp_path,
+               at="head-start", env=sim.aws_env)
+    _assert_stopped_cleanly(run)
+    assert leftovers(sim) == [], run.output[-3000:]
+    stopped = _assert_marked(run)
+    assert [c["when"] for c in stopped] == ["setup"], stopped
+    # the sweep looked, and says so in the report
+    notes = run.results()["clusters"][0]["notes"]["notes"]
+    assert any("interrupted" in n and "swept run" in n for n in notes), notes
+
+
+def test_sigterm_mid_check_under_xdist_ends_workers_and_sweeps(sim_factory,
+                                                               tmp_path: Path) -> None:
+    sim = sim_factory(2, [])
+    run = _run([f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1", "--context", "sim-2",
+                "-n", "2"], tmp_path, at="mid-check", env=sim.aws_env)
+    _assert_stopped_cleanly(run)
+    assert len(run.children) >= 2, run.children  # the workers were there, and are gone
+    assert leftovers(sim, "sim-1") == [] and leftovers(sim, "sim-2") == [], run.output[-3000:]
+    stopped = _assert_marked(run)
+    assert "EBS-PERSIST-01" in {c["id"] for c in stopped}
+    assert "could not remove" not in run.output  # nothing stayed, so no janitor line
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_sigterm_during_teardown_keeps_the_log_only_when_asked(tmp_path: Path,
+                                                               workers: list[str]) -> None:
+    keep = ["--keep-on-failure"] if workers else []
+    run = _run(["--sim-clusters", "2", *workers, *keep], tmp_path, at="teardown")
+    _assert_stopped_cleanly(run)
+    run_dir = (run.reports / "latest").resolve()
+    log = run_dir / "diagnostics" / "embedded-cluster" / "sim.log"
+    assert log.is_file() == bool(keep), sorted(p.name for p in run_dir.rglob("*"))
+    assert run.results()["run"]["exit_status"] == pytest.ExitCode.INTERRUPTED
+
+
+def test_sigint_mid_run_leaves_nothing(sim_factory, tmp_path: Path) -> None:
+    sim = sim_factory(1, [])
     v1 = client.CoreV1Api(api_client(sim))
     env = {**os.environ, **sim.aws_env, "WINSTOR_REPORT_DIR": str(tmp_path / "reports")}
+    proc = _start_and_wait_for_a_pod(sim, v1, env)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out[-2000:]
+    assert "KeyboardInterrupt" in out, out[-2000:]
+    assert leftovers(sim) == [], out[-3000:]
+
+
+def _start_and_wait_for_a_pod(sim, v1: client.CoreV1Api, env: dict) -> subprocess.Popen[str]:
+    """Start a suite run and return once it has real objects out there: a running pod."""
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q",
                              f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -31,33 +244,26 @@ def _start_run(sim, tmp_path: Path) -> tuple[subprocess.Popen[str], dict[str, st
     except AssertionError:
         proc.kill()
         raise
-    return proc, env
+    return proc
 
 
-def test_sigint_mid_run_leaves_nothing(sim_factory, tmp_path: Path) -> None:
-    sim = sim_factory(1, [])
-    proc, _ = _start_run(sim, tmp_path)
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=120)
-    assert "KeyboardInterrupt" in out, out[-2000:]
-    assert leftovers(sim) == [], out[-3000:]
-
-
-def test_second_sigint_stops_at_once_and_says_what_is_left(sim_factory,
-                                                           tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_second_signal_stops_at_once_and_says_what_is_left(tmp_path: Path, sig: int) -> None:
     # A slower cluster (a tenth of EKS time) so that teardown is still going
-    # when the second Ctrl-C arrives.
+    # when the second signal arrives.
     from winstor.targets.embedded import SimProcess
     sim = SimProcess(1, [], time_scale=0.02)
     sim.start()
     try:
-        proc, env = _start_run(sim, tmp_path)
-        proc.send_signal(signal.SIGINT)
+        v1 = client.CoreV1Api(api_client(sim))
+        env = {**os.environ, **sim.aws_env, "WINSTOR_REPORT_DIR": str(tmp_path / "reports")}
+        proc = _start_and_wait_for_a_pod(sim, v1, env)
+        proc.send_signal(sig)
         time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, _ = proc.communicate(timeout=60)
-        assert proc.returncode == 130, out[-2000:]
-        assert "interrupted again: stopping now" in out
+        assert proc.returncode == 128 + sig, out[-2000:]
+        assert f"{signal.Signals(sig).name} again: stopping now" in out
         assert "winstor janitor --run" in out
         run_id = out.split("winstor janitor --run ", 1)[1].split()[0]
         janitor = subprocess.run([sys.executable, "-m", "winstor", "janitor", "--run", run_id,

@@ -47,6 +47,11 @@ def _sim_up(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(sim, Path(args.kubeconfig), Path(args.aws_env) if args.aws_env
                           else None, quiet=args.quiet, parent_pid=args.exit_with))
+    if args.remove_if_orphaned and args.exit_with and not _alive(args.exit_with):
+        # The run that started us was killed before it could remove its temporary
+        # directory (our log and settings in it): nobody else will.
+        import shutil
+        shutil.rmtree(args.remove_if_orphaned, ignore_errors=True)
     # Stopped cleanly: servers closed, kubeconfig and AWS settings removed. Leave without the
     # interpreter's teardown, which frees moto's and the schemas' objects one by one (~0.8 s on
     # an idle 2-core machine, several seconds on a busy one) while the run that started us waits.
@@ -54,6 +59,17 @@ def _sim_up(args: argparse.Namespace) -> int:
     sys.stderr.flush()
     logging.shutdown()
     os._exit(0)
+
+
+def _alive(pid: int) -> bool:
+    import os
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _sim_scenarios(args: argparse.Namespace) -> int:
@@ -95,6 +111,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--quiet", action="store_true", help="print nothing when ready")
     up.add_argument("--exit-with", type=positive_int, metavar="PID",
                     help="stop when process PID exits (used by pytest runs that start the sim)")
+    up.add_argument("--remove-if-orphaned", metavar="DIR",
+                    help="with --exit-with: when PID is gone, remove DIR on the way out (the "
+                         "temporary directory of a launcher that was killed)")
     up.set_defaults(func=_sim_up)
     sc = sim_sub.add_parser("scenarios", help="list the scenarios, one line each")
     sc.set_defaults(func=_sim_scenarios)

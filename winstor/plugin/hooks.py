@@ -15,7 +15,7 @@ import pytest
 from winstor import heap
 from winstor.cluster.kube import load_official_client
 from winstor.config import ConfigError
-from winstor.plugin import checks
+from winstor.plugin import checks, interrupt
 from winstor.plugin.catalog import pytest_cmdline_main  # noqa: F401  (--help: the catalog)
 from winstor.plugin.ordering import Ordering
 from winstor.plugin.runstate import RunState
@@ -67,6 +67,14 @@ def pytest_configure(config: pytest.Config) -> None:
         if not state.sim_kubeconfig and settings.use_sim and not state.launch_error:
             state.launch_error = "the controller did not start the embedded cluster"
     config.stash[STATE] = state
+    config.stash[interrupt.IN_FLIGHT] = {}
+    config.stash[STARTED] = {}
+    # As early as can be: SIGTERM's default would end the process on the spot (see
+    # winstor.plugin.interrupt), and the embedded cluster starts in pytest_sessionstart.
+    if workerinput:
+        interrupt.install_worker_handler()
+    else:
+        interrupt.install_controller_handler(config, state)
     config.pluginmanager.register(Ordering(state, cluster_of), "winstor-ordering")
     _CONFIG["config"] = config
     config.stash[OUTCOMES] = defaultdict(dict)
@@ -128,8 +136,6 @@ def _xdist_controller(config: pytest.Config) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
-    if not hasattr(config, "workerinput"):
-        _install_interrupt_handler(config.stash[STATE])
     if _xdist_controller(config) and not config.option.collectonly:
         config.stash[STATE].ensure_sim()
 
@@ -260,18 +266,53 @@ def _cluster_notes(state: RunState) -> dict[str, dict[str, list[str]]]:
     return out
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Trylast: after pytest has torn down the fixtures (and xdist its workers)."""
     config = session.config
     workeroutput = getattr(config, "workeroutput", None)
     state = config.stash[STATE]
     if workeroutput is not None:
         workeroutput["winstor_notes"] = _cluster_notes(state)
+        return
+    sweep_if_needed(config)
+
+
+SWEPT = pytest.StashKey[dict[str, interrupt.Swept]]()
+"""The end-of-run sweep, per cluster (once it ran)."""
+STARTED = pytest.StashKey[dict[str, set[str]]]()
+"""Controller: cluster -> the workers ("" serially) its checks started on."""
+
+
+def sweep_if_needed(config: pytest.Config) -> dict[str, interrupt.Swept]:
+    """After an interruption or a worker's crash, sweep the run's objects by run label from
+    the clusters concerned (once; the report plugin calls this before it writes, so that
+    the report holds the result). Returns the sweep's result, {} when none was needed."""
+    if SWEPT in config.stash:
+        return config.stash[SWEPT]
+    config.stash[SWEPT] = {}
+    state = config.stash[STATE]
+    if hasattr(config, "workerinput") or config.option.collectonly:
+        return {}
+    started = config.stash.get(STARTED, {})
+    if state.interrupted:
+        # A signal may land between creating an object and the fixture that owns it
+        # registering its teardown; the run's labels still find whatever that left.
+        why = f"the run was interrupted ({config.stash.get(interrupt.INTERRUPTED_BY, '?')})"
+        clusters = [t.name for t in state.settings.targets if t.name in started]
     elif state.crashed_workers:
-        _sweep(state, f"a worker crashed ({'; '.join(state.crashed_workers)})")
-    elif state.interrupted and not config.option.collectonly:
-        # Ctrl-C may land between creating an object and the fixture that owns it
-        # reaching its teardown; the run's labels still find whatever that left.
-        _sweep(state, "the run was interrupted")
+        crashed = {w.split(":", 1)[0] for w in state.crashed_workers}
+        why = f"a worker crashed ({'; '.join(state.crashed_workers)})"
+        clusters = [t.name for t in state.settings.targets
+                    if started.get(t.name, set()) & crashed]
+    else:
+        return {}
+    swept = interrupt.sweep(state, clusters) if clusters else {}
+    for name, result in swept.items():
+        state.remote_notes.setdefault(name, {}).setdefault("notes", []).extend(
+            result.notes(why, state.settings.run_id))
+    config.stash[SWEPT] = swept
+    return swept
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -280,78 +321,60 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     state = node.config.stash[STATE]
     state.remote_notes.update(notes)
     if error:
-        # A worker that died (SIGKILL, OOM) tore nothing down: its cluster's
-        # objects are swept by run label at the end.
+        # A worker that died (SIGKILL, OOM) tore nothing down: its successor makes its
+        # cluster's namespaces anew (winstor.cluster.provision.ensure_namespace) and what
+        # is left is swept by run label at the end.
         state.crashed_workers.append(f"{getattr(node.gateway, 'id', '?')}: {error}"[:300])
 
 
-def _install_interrupt_handler(state: RunState) -> None:
-    """The first Ctrl-C interrupts the run as usual, and pytest's teardown then
-    removes what the run created; a second Ctrl-C stops at once and says what
-    may be left and how to remove it."""
-    import signal
-    import threading
+@pytest.hookimpl(optionalhook=True)
+def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+    """xdist reports the check a dead worker was running as failed in phase "???", with
+    "worker 'gw0' crashed while running '<node id>'". Say it is lost, and why (the worker's
+    end as xdist saw it), and label it with its cluster and check like any check's report,
+    so that every report - junit.xml, results.json, the terminal - carries it once, alike."""
+    from winstor.plugin.runrecord import parse_nodeid
 
-    if threading.current_thread() is not threading.main_thread():
+    node = getattr(report, "node", None)
+    worker = getattr(getattr(node, "gateway", None), "id", "?")
+    state = report.node.config.stash[STATE] if node is not None else None
+    error = next((w.split(": ", 1)[1] for w in (state.crashed_workers if state else [])
+                  if w.startswith(f"{worker}: ")), "")
+    report.longrepr = (f"lost: xdist worker {worker} crashed while running this check"
+                       + (f" ({error})" if error else "")
+                       + "; it died without a report (killed, out of memory or an interpreter "
+                         "crash), so the check has no verdict and is not run again")
+    ids = parse_nodeid(crashitem)
+    if ids:
+        report.winstor_cluster, report.winstor_check = ids
+
+
+def _controller_config() -> pytest.Config | None:
+    config = _CONFIG.get("config")
+    return None if config is None or hasattr(config, "workerinput") else config
+
+
+def pytest_runtest_logstart(nodeid: str, location: Any) -> None:
+    """Controller: a check started (here or on a worker) - what a signal would interrupt,
+    and a cluster that holds objects of the run from now on."""
+    config = _controller_config()
+    if config is None:
         return
-    interrupted: list[bool] = []
-
-    def handler(signum: int, frame: Any) -> None:
-        if not interrupted:
-            interrupted.append(True)
-            state.interrupted = True
-            raise KeyboardInterrupt
-        _stop_now(state)
-
-    signal.signal(signal.SIGINT, handler)
+    config.stash[interrupt.IN_FLIGHT][nodeid] = "setup"
+    ids = _ids(nodeid)
+    if ids:
+        config.stash[STARTED].setdefault(ids[0], set())
 
 
-def _stop_now(state: RunState) -> None:
-    import os
-    import sys
-
-    s = state.settings
-    lines = [f"winstor: interrupted again: stopping now, cleanup of run {s.run_id} was cut "
-             "short."]
-    for t in s.targets:
-        lines.append(f"winstor: {t.name} may still hold namespaces winstor-{s.run_id} and "
-                     f"winstor-{s.run_id}-host with their pods and claims (and EBS volumes), "
-                     "and gp2-windows if this run created it; remove them with: "
-                     f"winstor janitor --run {s.run_id}"
-                     + (f" --context {t.context}" if t.context else ""))
-    print("\n" + "\n".join(lines), file=sys.stderr, flush=True)
-    state.stop()
-    os._exit(130)
+def pytest_runtest_logfinish(nodeid: str, location: Any) -> None:
+    config = _controller_config()
+    if config is not None:
+        config.stash[interrupt.IN_FLIGHT].pop(nodeid, None)
 
 
-def _sweep(state: RunState, why: str) -> None:
-    """Run `winstor janitor --run <this run>` on every cluster of the run."""
-    import os
-    import subprocess
-    import sys
-
-    s = state.settings
-    env = {**os.environ, **state.sim_aws_env}
-    for target in s.targets:
-        kubeconfig = target.kubeconfig or state.sim_kubeconfig or s.kubeconfig
-        cmd = [sys.executable, "-m", "winstor", "janitor", "--run", s.run_id]
-        if target.context:
-            cmd += ["--context", target.context]
-        if kubeconfig:
-            cmd.append(f"--kubeconfig={kubeconfig}")
-        if target.aws_region:
-            cmd.append(f"--aws-region={target.aws_region}")
-        if target.aws_profile:
-            cmd.append(f"--aws-profile={target.aws_profile}")
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-            lines = [ln for ln in done.stdout.splitlines() if ln.startswith(
-                ("removed", "NOT REMOVED", "janitor: removed"))]
-        except subprocess.TimeoutExpired:
-            lines = ["janitor: did not finish within 600 s"]
-        notes = state.remote_notes.setdefault(target.name, {})
-        notes.setdefault("notes", []).extend(
-            [f"{why}; swept run {s.run_id}:"] + [f"  {ln}" for ln in lines])
+def _ids(nodeid: str) -> tuple[str, str] | None:
+    from winstor.plugin.runrecord import parse_nodeid
+    return parse_nodeid(nodeid)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -367,43 +390,85 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         outcome = "error" if report.when != "call" and report.failed else report.outcome
     if report.when == "setup" and report.skipped:
         outcome = "skipped"
+    if report.when not in ("setup", "call", "teardown"):
+        outcome = "lost"  # xdist's report of a crashed worker's check (pytest_handlecrashitem)
     if outcome is None or config is None:
         return
+    if not hasattr(config, "workerinput"):
+        worker = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", "")
+        config.stash[STARTED].setdefault(cluster, set()).add(worker)
+        in_flight = config.stash[interrupt.IN_FLIGHT]
+        if report.nodeid in in_flight and report.when in interrupt.NEXT_PHASE:
+            in_flight[report.nodeid] = interrupt.NEXT_PHASE[report.when]
     table = config.stash[OUTCOMES]
     previous = table[cluster].get(check)
-    if previous in ("failed", "error") and outcome == "passed":
+    if previous in ("failed", "error", "lost") and outcome == "passed":
         return
     table[cluster][check] = outcome
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
                             config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return
     table = config.stash[OUTCOMES]
-    if not table or hasattr(config, "workerinput"):
+    for nodeid, phase in interrupt.interrupted_checks(config).items():
+        ids = _ids(nodeid)
+        if ids and phase != "teardown" and ids[1] not in table[ids[0]]:
+            table[ids[0]][ids[1]] = "interrupted"  # no verdict came: the signal stopped it
+    state = config.stash[STATE]
+    swept = config.stash.get(SWEPT, {})
+    if not table and not swept:
         return
     tr = terminalreporter
     tr.section("winstor: checks per cluster")
     checks_seen = sorted({c for per in table.values() for c in per})
-    clusters = [t.name for t in config.stash[STATE].settings.targets if t.name in table]
+    clusters = [t.name for t in state.settings.targets if t.name in table]
     width = max([len(c) for c in checks_seen] + [5])
-    marks = {"passed": "pass", "failed": "FAIL", "error": "ERROR", "skipped": "skip"}
+    marks = {"passed": "pass", "failed": "FAIL", "error": "ERROR", "skipped": "skip",
+             "lost": "LOST", "interrupted": "STOPPED"}
     tr.write_line(f"{'check':<{width}}  " + "  ".join(f"{c:<8}" for c in clusters))
     for check in checks_seen:
         cells = [marks.get(table[c].get(check, ""), "-") for c in clusters]
         tr.write_line(f"{check:<{width}}  " + "  ".join(f"{x:<8}" for x in cells))
-    state = config.stash[STATE]
-    notes = {**state.remote_notes, **_cluster_notes(state)}
+    notes: dict[str, dict[str, list[str]]] = {}
+    for source in (state.remote_notes, _cluster_notes(state)):
+        for name, per in source.items():
+            for kind, lines in per.items():
+                mine = notes.setdefault(name, {}).setdefault(kind, [])
+                mine.extend(ln for ln in lines if ln not in mine)
     for name, per in sorted(notes.items()):
         for kind, label in (("leftovers", "LEFT BEHIND"), ("kept", "kept (--keep-on-failure)"),
                             ("notes", "note")):
             for line in per.get(kind, []):
                 tr.write_line(f"{name}: {label}: {line}")
     for name in clusters:
-        counts = defaultdict(int)
+        counts: dict[str, int] = defaultdict(int)
         for outcome in table[name].values():
             counts[outcome] += 1
         tr.write_line(f"{name}: {counts['passed']} passed, {counts['failed']} failed, "
-                      f"{counts['error']} errors, {counts['skipped']} skipped")
+                      f"{counts['error']} errors, {counts['skipped']} skipped"
+                      + (f", {counts['lost']} lost with a crashed worker" if counts["lost"]
+                         else "")
+                      + (f", {counts['interrupted']} stopped by "
+                         f"{config.stash[interrupt.INTERRUPTED_BY]}" if counts["interrupted"]
+                         else ""))
+    _say_what_stays(tr, state, swept)
+
+
+def _say_what_stays(tr: Any, state: RunState, swept: dict[str, interrupt.Swept]) -> None:
+    """What the sweep could not remove, and the line that removes it (an embedded cluster
+    stops with the run, and everything in it)."""
+    for name, result in swept.items():
+        if not result.left:
+            continue
+        for line in result.left:
+            tr.write_line(f"winstor: {name}: could not remove: {line}", red=True)
+        if state.settings.use_sim:
+            tr.write_line(f"winstor: {name}: the embedded cluster stops with the run, and what "
+                          "it holds with it", yellow=True)
+        else:
+            tr.write_line(f"winstor: {name}: remove it with: {result.command}", yellow=True)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -58,7 +58,8 @@ class JunitWriter:
     """A pytest plugin object: collects reports, writes `path` at session end when
     `enabled()` says the run executed catalog checks."""
 
-    def __init__(self, path: Path, config: pytest.Config, enabled: Any) -> None:
+    def __init__(self, path: Path, config: pytest.Config, enabled: Any,
+                 interrupted: Any = dict) -> None:
         def ini(name: str, default: Any) -> Any:
             try:  # pytest's junitxml plugin (which declares these) may be disabled
                 return config.getini(name)
@@ -66,6 +67,9 @@ class JunitWriter:
                 return default
         self.path = path
         self.enabled = enabled
+        # () -> {node id: why} of the tests a signal stopped before their verdict: pytest
+        # reports nothing for them, and a report of the run must not leave them out
+        self.interrupted = interrupted
         self.prefix: str | None = getattr(config.option, "junitprefix", None)
         self.suite_name = ini("junit_suite_name", "pytest")
         self.logging = ini("junit_logging", "no")
@@ -92,12 +96,13 @@ class JunitWriter:
                     case.add("failure", _crash_message(report), str(report.longrepr))
                     if not self.log_passing:
                         self._captured(case, report)
-            else:
-                # Setup, teardown, or a lost check (xdist reports a crashed worker's
-                # test with when="???").
-                phase = "teardown" if report.when == "teardown" else "setup"
-                case.add("error", f'failed on {phase} with "{_crash_message(report)}"',
+            elif report.when in ("setup", "teardown"):
+                case.add("error", f'failed on {report.when} with "{_crash_message(report)}"',
                          str(report.longrepr))
+            else:
+                # A lost check: xdist reports a crashed worker's test with when="???"
+                # (winstor.plugin.hooks.pytest_handlecrashitem words it).
+                case.add("error", _crash_message(report), str(report.longrepr))
         elif report.skipped:
             case = self._case(report)
             if hasattr(report, "wasxfail"):
@@ -124,8 +129,13 @@ class JunitWriter:
         case.add("error", "internal error", str(excrepr))
 
     def pytest_sessionfinish(self) -> None:
-        if self.enabled():
-            self.write()
+        if not self.enabled():
+            return
+        for nodeid, why in self.interrupted().items():
+            case = self._case(_Nodeid(nodeid))
+            if not any(e.tag in ("failure", "error") for e in case.children):
+                case.add("error", why, why)
+        self.write()
 
     # -- the document ---------------------------------------------------------------------
     def document(self) -> str:
@@ -183,6 +193,13 @@ class JunitWriter:
             _text(case, "system-err", block(report.capstderr, " Captured Err "))
         if out:
             _text(case, "system-out", out)
+
+
+@dataclass
+class _Nodeid:
+    """What `_case` reads of a report, for a test that has none."""
+
+    nodeid: str
 
 
 def _text(case: _Case, tag: str, content: str) -> None:

@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from winstor.plugin import checks
+from winstor.plugin import checks, interrupt
 from winstor.plugin.junit import JunitWriter
 from winstor.plugin.reportconfig import (
     OPTS,
@@ -82,8 +82,14 @@ def pytest_configure(config: pytest.Config) -> None:
     if state is None:
         return
     run.run_dir = opts.report_dir / state.settings.run_id
+
+    def stopped() -> dict[str, str]:
+        """Node id -> why, for the checks a signal stopped before their verdict."""
+        return {nodeid: interrupt.interrupted_reason(config, phase) for nodeid, phase
+                in interrupt.interrupted_checks(config).items() if phase != "teardown"}
     config.pluginmanager.register(
-        JunitWriter(run.run_dir / "junit.xml", config, enabled=lambda: run.enabled),
+        JunitWriter(run.run_dir / "junit.xml", config,
+                    enabled=lambda: run.enabled or bool(stopped()), interrupted=stopped),
         "winstor-run-junit")
 
 
@@ -310,8 +316,25 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         _send_facts(config, workeroutput)
         return
     run = config.stash.get(RUN, None)
-    if run is None or not run.enabled or run.run_dir is None:
+    if run is None or run.run_dir is None:
         return
+    from winstor.plugin.hooks import sweep_if_needed
+    swept = sweep_if_needed(config)  # before writing, so that the report holds its result
+    run.mark_interrupted(interrupt.interrupted_checks(config),
+                         lambda phase: interrupt.interrupted_reason(config, phase))
+    if not run.enabled:
+        return
+    state = state_of(config)
+    for name, result in swept.items():
+        why = ("the run was interrupted" if interrupt.INTERRUPTED_BY in config.stash
+               else "a worker crashed")
+        run.add_end_note(name, "notes", result.notes(why, state.settings.run_id
+                                                     if state is not None else "?"))
+        if result.left:
+            run.add_end_note(name, "leftovers", [*result.left, (
+                "the embedded cluster stopped with the run, and what it held with it"
+                if state is not None and state.settings.use_sim
+                else "remove with: " + result.command)])
     if not getattr(config.option, "numprocesses", None):
         run.facts.update(_all_cluster_facts(config))
     try:
@@ -319,6 +342,31 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     except Exception as err:  # a broken report must not hide the run's verdict
         run.problems.append(f"writing reports to {run.run_dir} failed: "
                             f"{type(err).__name__}: {err}")
+    _keep_sim_log(config, run)
+
+
+def _keep_sim_log(config: pytest.Config, run: RunReports) -> None:
+    """With --keep-on-failure, the embedded cluster's log goes into the report's diagnostics
+    when the run failed or was stopped: the cluster's temporary directory, log included, is
+    removed when the run ends (`winstor.targets.embedded`)."""
+    state = state_of(config)
+    if state is None or state.sim is None or run.run_dir is None or \
+            not state.settings.keep_on_failure:
+        return
+    failed = any(r.outcome in ("failed", "error") for r in run.records.values())
+    if not failed and interrupt.INTERRUPTED_BY not in config.stash:
+        return
+    keep_log = getattr(state.sim, "keep_log", None)  # the control plane keeps its own
+    if keep_log is None:
+        return
+    rel = "diagnostics/embedded-cluster/sim.log"
+    try:
+        kept = keep_log(run.run_dir / rel, redactor_for(config).text)
+    except OSError as err:
+        run.problems.append(f"keeping the embedded cluster's log failed: {err}")
+        return
+    if kept is not None:
+        run.written.append(rel)
 
 
 @pytest.hookimpl(trylast=True)  # after the check x cluster table

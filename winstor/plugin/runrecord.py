@@ -81,6 +81,9 @@ class RunReports:
         self.written: list[str] = []
         self.problems: list[str] = []
         self.certification: dict[str, Any] | None = None
+        # cluster -> kind (notes, leftovers) -> lines the controller adds at the end: the
+        # sweep after an interruption or a crashed worker
+        self.end_notes: dict[str, dict[str, list[str]]] = {}
         self._lock = threading.Lock()
 
     def add(self, report: pytest.TestReport) -> None:
@@ -130,6 +133,31 @@ class RunReports:
                     rec.outcome, rec.when, rec.reason = "error", "teardown", reason
                 else:
                     rec.reason = (rec.reason or "") + f"\n\nteardown also failed: {reason}"
+
+    def mark_interrupted(self, checks: dict[str, str], reason: Any) -> int:
+        """Record the checks a signal stopped before their verdict (node id -> the phase it
+        stopped in; `reason(phase)` says why) as errors: a check that did not finish is
+        neither passed nor missing. A check stopped in its teardown keeps its verdict.
+        Returns how many were marked."""
+        marked = 0
+        with self._lock:
+            for nodeid, phase in checks.items():
+                ids = parse_nodeid(nodeid)
+                rec = self.records.get(nodeid)
+                if ids is None or phase == "teardown" or (rec is not None and rec.decided):
+                    continue
+                if rec is None:
+                    rec = self.records[nodeid] = CheckRecord(id=ids[1], title=ids[1],
+                                                             cluster=ids[0], nodeid=nodeid)
+                rec.outcome, rec.when, rec.reason, rec.decided = "error", phase, reason(phase), True
+                rec.stop = rec.stop or time.time()
+                marked += 1
+            if marked:
+                self.enabled = True
+        return marked
+
+    def add_end_note(self, cluster: str, kind: str, lines: list[str]) -> None:
+        self.end_notes.setdefault(cluster, {}).setdefault(kind, []).extend(lines)
 
     # -- the document --------------------------------------------------------------
     def document(self, exitstatus: int) -> dict[str, Any]:
@@ -192,6 +220,10 @@ class RunReports:
             "timeline": list(base.get("timeline") or []),
             "notes": base.get("notes") or {"leftovers": [], "kept": [], "notes": []},
         }
+        notes = {k: list(v) for k, v in entry["notes"].items()}
+        for kind, lines in self.end_notes.get(name, {}).items():
+            notes.setdefault(kind, []).extend(ln for ln in lines if ln not in notes[kind])
+        entry["notes"] = notes
         mine = [r for r in records if r.cluster == name]
         for r in mine:
             if r.start and r.stop:

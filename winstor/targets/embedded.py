@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,30 +46,40 @@ class SimProcess:
         return [f"sim-{i}" for i in range(1, self.clusters + 1)]
 
     def start(self, timeout: float = 60.0) -> None:
+        """Launch `winstor sim up` and wait for its kubeconfig. Whatever stops the wait -
+        a sim that exits, the deadline, or a signal turned into KeyboardInterrupt while
+        the sim starts - stops the sim and removes its directory before it propagates:
+        the caller has no SimProcess to stop yet."""
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="winstor-sim-"))
         env_file = self.workdir / "aws.env"
-        log = (self.workdir / "sim.log").open("wb")
         cmd = [sys.executable, "-m", "winstor", "sim", "up", "--kubeconfig",
                str(self.kubeconfig), "--aws-env", str(env_file), "--clusters",
                str(self.clusters), "--flavour", self.flavour, "--time-scale",
-               str(self.time_scale), "--quiet", "--exit-with", str(os.getpid())]
+               str(self.time_scale), "--quiet", "--exit-with", str(os.getpid()),
+               # A launcher killed outright (SIGKILL) removes nothing: the sim, which
+               # notices within a second, takes the directory with it.
+               "--remove-if-orphaned", str(self.workdir)]
         for s in self.scenarios:
             cmd += ["--scenario", s]
         cmd += self.extra_args
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        with (self.workdir / "sim.log").open("wb") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         while not self.kubeconfig.exists():
             if self.proc.poll() is not None:
-                message = (f"the embedded cluster exited with code {self.proc.returncode}: "
-                           f"{self._tail()}")
-                self.stop()
-                raise LaunchError(message)
+                raise LaunchError(f"the embedded cluster exited with code "
+                                  f"{self.proc.returncode}: {self._tail()}")
             if time.monotonic() > deadline:
-                message = (f"the embedded cluster was not ready within {timeout:.0f}s: "
-                           f"{self._tail()}")
-                self.stop()
-                raise LaunchError(message)
+                raise LaunchError(f"the embedded cluster was not ready within {timeout:.0f}s: "
+                                  f"{self._tail()}")
             time.sleep(0.01)  # a stat a poll; the sim is ready in ~1.5 s, so poll finely
         self.aws_env = read_env_file(env_file)
 
@@ -79,6 +90,23 @@ class SimProcess:
             return "(no output)"
         lines = [ln for ln in text.strip().splitlines() if ln.strip()]
         return " | ".join(lines[-3:]) or "(no output)"
+
+    @property
+    def log_path(self) -> Path | None:
+        """The sim's own output (its controllers' warnings and crashes); it goes with the
+        directory at `stop()`, so copy it first to keep it (`keep_log`)."""
+        return self.workdir / "sim.log" if self.workdir is not None else None
+
+    def keep_log(self, dest: Path, redact: Callable[[str], str] | None = None) -> Path | None:
+        """Copy the sim's log to `dest` (through `redact`, when given); the copy's path,
+        or None when there is no log."""
+        path = self.log_path
+        if path is None or not path.is_file():
+            return None
+        text = path.read_text(encoding="utf-8", errors="replace")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(redact(text) if redact else text, encoding="utf-8")
+        return dest
 
     def stop(self) -> None:
         self._terminate()
