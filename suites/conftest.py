@@ -10,4 +10,5 @@ pytest_plugins = [
     "winstor.fixtures.headstart",
     "winstor.fixtures.ebs_lifecycle",
     "winstor.fixtures.optin",
+    "winstor.fixtures.smb_csi",
 ]

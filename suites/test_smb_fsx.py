@@ -29,16 +29,26 @@ def _server(remote_path: str) -> str:
 
 
 def _share_mapping(cluster: Cluster, node: str, node_probes: dict[str, Deferred[dict]],
-                   host_namespace: str, evidence: dict) -> tuple[dict | None, Any]:
+                   host_namespace: str, evidence: dict,
+                   host_path: str | None = None) -> tuple[dict | None, Any]:
     """The node's SMB Global Mapping of the share's drive (None when there is none),
     and every mapping the node reported."""
     pod = node_probes[node].require()
     data = probe(cluster, host_namespace, pod["metadata"]["name"], "smb-mappings",
                  container=NODE_PROBE, evidence=evidence)
-    drive = _drive(cluster.target.host_path)
+    drive = _drive(host_path or cluster.target.host_path)
     mapping = next((m for m in data.get("mappings") or []
                     if str(m.get("local_path", "")).upper().rstrip("\\") == drive), None)
     return mapping, data.get("mappings")
+
+
+def _mapped_shares(cluster: Cluster) -> list[tuple[str, str | None, str, str]]:
+    """(host path, share, kind, name) of each share the nodes map: the clusters file's
+    shares with a `host_path`, and the seed's FSx share (G:) unless one of them is it."""
+    out = [(s.host_path, s.unc, s.kind, s.name) for s in cluster.target.shares if s.host_path]
+    if not any(_drive(h) == _drive(cluster.target.host_path) for h, *_ in out):
+        out.insert(0, (cluster.target.host_path, cluster.target.fsx_share, "fsx-windows", "fsx"))
+    return out
 
 
 @pytest.mark.winstor_check("SMB-MAP-01", "Each Windows node holds an OK SMB Global Mapping of "
@@ -46,22 +56,29 @@ def _share_mapping(cluster: Cluster, node: str, node_probes: dict[str, Deferred[
 def test_global_mapping_ok(cluster: Cluster, windows_nodes: list[dict],
                            node_probes: dict[str, Deferred[dict]], host_namespace: str,
                            evidence: dict) -> None:
-    drive = _drive(cluster.target.host_path)
-    share = cluster.target.fsx_share
     problems = []
-    for node in windows_nodes:
-        name = node["metadata"]["name"]
-        mapping, reported = _share_mapping(cluster, name, node_probes, host_namespace, evidence)
-        cluster.facts.setdefault("smb_mappings", {})[name] = mapping
-        if mapping is None:
-            problems.append(f"node {name} has no SMB Global Mapping for {drive} "
-                            f"(mappings: {[m.get('local_path') for m in reported]})")
-        elif mapping.get("status") != 0:
-            problems.append(f"the {drive} mapping on node {name} to {mapping.get('remote_path')}"
-                            f" is {mapping.get('status_name')} (status {mapping.get('status')})")
-        elif share and mapping.get("remote_path", "").lower() != share.lower():
-            problems.append(f"node {name} maps {drive} to {mapping.get('remote_path')}, not "
-                            f"the configured share {share}")
+    shares = _mapped_shares(cluster)
+    evidence["shares"] = [{"share": n, "kind": k, "host_path": h, "unc": u}
+                          for h, u, k, n in shares]
+    for host_path, share, kind, share_name in shares:
+        drive = _drive(host_path)
+        for node in windows_nodes:
+            name = node["metadata"]["name"]
+            mapping, reported = _share_mapping(cluster, name, node_probes, host_namespace,
+                                               evidence, host_path)
+            if host_path == cluster.target.host_path:
+                cluster.facts.setdefault("smb_mappings", {})[name] = mapping
+            what = f"(share {share_name}, {kind})"
+            if mapping is None:
+                problems.append(f"node {name} has no SMB Global Mapping for {drive} {what} "
+                                f"(mappings: {[m.get('local_path') for m in reported]})")
+            elif mapping.get("status") != 0:
+                problems.append(f"the {drive} mapping on node {name} to "
+                                f"{mapping.get('remote_path')} {what} is "
+                                f"{mapping.get('status_name')} (status {mapping.get('status')})")
+            elif share and mapping.get("remote_path", "").lower() != share.lower():
+                problems.append(f"node {name} maps {drive} to {mapping.get('remote_path')}, not "
+                                f"the configured share {share} {what}")
     if problems:
         fail("; ".join(problems))
 

@@ -414,8 +414,12 @@ def test_smb_checks_pass_on_the_kind_flavour(tmp_path: Path) -> None:
     """CI's stand-in for a kind cluster: the embedded cluster's kind flavour."""
     result = run_suite(["-m", "smb", "--profile", "kind", "--sim-clusters", "1"], tmp_path)
     assert result.code == 0, result.output[-3000:]
-    assert result.outcomes == {f"sim-1:{c}": "passed" for c in (
-        "SMB-MAP-01", "SMB-POD-01", "SMB-SHARED-01", "FSX-AWS-01", "SMB-PSA-01")}, result.output
+    assert result.outcomes == {**{f"sim-1:{c}": "passed" for c in (
+        "SMB-MAP-01", "SMB-POD-01", "SMB-SHARED-01", "FSX-AWS-01", "SMB-PSA-01")}, **{
+        f"sim-1:{c}": "skipped" for c in (
+            "SMB-CSI-01", "SMB-CSI-02", "SMB-CSI-03", "SHARE-AWS-01")}}, result.output
+    assert "stand-ins are Linux" in result.messages["sim-1:SMB-CSI-02"]
+    assert "no SMB share configured" in result.messages["sim-1:SHARE-AWS-01"]
 
 
 def test_kind_flavour_skips_windows_only_checks_with_the_reason(tmp_path: Path) -> None:

@@ -92,8 +92,9 @@ def test_dash_m_smb_selects_only_share_checks(tmp_path: Path) -> None:
     proc = pytest_run("--collect-only", "-q", "-m", "smb", tmp_path=tmp_path)
     ids = [line for line in proc.stdout.splitlines() if "::" in line]
     checks = {i.rsplit(":", 1)[1].rstrip("]") for i in ids}
-    assert checks == {"SMB-MAP-01", "SMB-POD-01", "SMB-SHARED-01", "FSX-AWS-01", "SMB-PSA-01"}
-    assert all(i.startswith("suites/test_smb_fsx.py") for i in ids)
+    assert checks == {"SMB-MAP-01", "SMB-POD-01", "SMB-SHARED-01", "FSX-AWS-01", "SMB-PSA-01",
+                      "SMB-CSI-01", "SMB-CSI-02", "SMB-CSI-03", "SHARE-AWS-01"}
+    assert all(i.startswith(("suites/test_smb_fsx.py", "suites/test_smb_csi.py")) for i in ids)
 
 
 def test_the_head_start_is_the_first_fixture_of_each_clusters_checks(tmp_path: Path) -> None:

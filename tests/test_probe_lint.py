@@ -200,6 +200,7 @@ def test_probes_exist() -> None:
         "smb-mappings",
         "write-file",
         "read-file",
+        "try-write",
     }
 
 
@@ -488,6 +489,24 @@ def test_write_file_read_only_mount_is_access_denied() -> None:
     assert error == r"Access to the path 'C:\readonly\x.txt' is denied."
 
 
+def test_try_write_reports_the_refusal_and_undoes_a_write() -> None:
+    """SMB-CSI-03's probe: a read-only mount refuses with ERROR_ACCESS_DENIED, whose
+    system message is exactly what the upstream Windows e2e expects ("Access is
+    denied."); a write that goes through leaves nothing behind."""
+    _, pod, _, volume, _ = _cluster()
+    refused = _run("try-write", {"path": r"C:\readonly\x.txt", "content": "x"}, pod).data
+    assert refused == {"path": r"C:\readonly\x.txt", "written": False,
+                       "message": r"Access to the path 'C:\readonly\x.txt' is denied.",
+                       "exception": "UnauthorizedAccessException", "win32_error": 5,
+                       "win32_message": "Access is denied."}
+    missing = _run("try-write", {"path": r"C:\data\no\x.txt", "content": "x"}, pod).data
+    assert missing["win32_error"] == 3 and not missing["written"]
+    wrote = _run("try-write", {"path": r"C:\data\x.txt", "content": "x"}, pod).data
+    assert wrote["written"] is True and wrote["win32_error"] is None
+    assert not volume.fs.exists("x.txt")
+    assert "parameter 'path' is required" in _fails("try-write", {}, pod)
+
+
 def _ordered_keys(text: str) -> set[str]:
     """Keys the probe's [ordered]@{ ... } blocks define (its output contract)."""
     keys: set[str] = set()
@@ -520,6 +539,7 @@ def test_twin_keys_equal_probe_keys() -> None:
         "smb-mappings": ({}, host),
         "write-file": ({"path": r"C:\data\f.txt", "content": "x"}, pod),
         "read-file": ({"path": r"C:\data\f.txt"}, pod),
+        "try-write": ({"path": r"C:\readonly\f.txt", "content": "x"}, pod),
         "volume-info": ({"path": r"C:\data"}, pod),
     }
     assert set(runs) == set(probes.available_probes())

@@ -17,7 +17,8 @@ from inspect_cluster import leftovers
 ALL = {"NODES-READY-01", "NODES-BUILD-01", "NODES-AMI-01", "SC-DEFAULT-01", "SC-WINDOWS-01",
        "SC-MIGRATION-01", "EBS-CLAIM-01", "EBS-BIND-01", "EBS-MOUNT-01", "EBS-PERSIST-01",
        "EBS-VOLUME-01", "EBS-CLEANUP-01", "SMB-MAP-01", "SMB-POD-01", "SMB-SHARED-01",
-       "FSX-AWS-01", "SMB-PSA-01", "CSIPROXY-PIPES-01", "CSIPROXY-SVC-01", "CSIPROXY-VER-01"}
+       "FSX-AWS-01", "SMB-PSA-01", "CSIPROXY-PIPES-01", "CSIPROXY-SVC-01", "CSIPROXY-VER-01",
+       "SHARE-AWS-01", "SMB-CSI-01", "SMB-CSI-02", "SMB-CSI-03"}
 EBS_WORKLOAD = {"EBS-BIND-01", "EBS-MOUNT-01", "EBS-PERSIST-01", "EBS-VOLUME-01",
                 "EBS-CLEANUP-01"}
 # The EBS lifecycle (suites/test_ebs_lifecycle.py): its own claim and Deployment, and
@@ -37,7 +38,8 @@ EXPECTED: dict[str, dict[str, str]] = {
         "NODES-READY-01": "no Ready, schedulable Windows node labelled",
         **dict.fromkeys(EBS_WORKLOAD | {
             "NODES-BUILD-01", "CSIPROXY-PIPES-01", "CSIPROXY-SVC-01", "CSIPROXY-VER-01",
-            "SMB-MAP-01", "SMB-POD-01", "SMB-SHARED-01", "FSX-AWS-01"},
+            "SMB-MAP-01", "SMB-POD-01", "SMB-SHARED-01", "FSX-AWS-01", "SMB-CSI-01",
+            *SMB_CSI_VOLUMES},
             # The wait's own verdict on FailedScheduling, not a timeout - node probe
             # waits included, which judge one container and once waited out the clock.
             "cannot happen: no node can run the pod"),
@@ -50,6 +52,28 @@ EXPECTED: dict[str, dict[str, str]] = {
         "CSIPROXY-VER-01": "no csiproxy service",
         "SC-MIGRATION-01": "node plugin is not registered",
         **dict.fromkeys(EBS_WORKLOAD, "does not contain driver ebs.csi.aws.com"),
+        # The SMB node plugin in csi-proxy mode exits without csi-proxy: never registered.
+        "SMB-CSI-01": "is not Ready (container smb: CrashLoopBackOff)",
+        **dict.fromkeys(SMB_CSI_VOLUMES, NOT_REGISTERED),
+    },
+    "smb-csi-node-plugin-missing": {
+        "SMB-CSI-01": "no DaemonSet of the SMB CSI driver's Windows node plugin",
+        **dict.fromkeys(SMB_CSI_VOLUMES, NOT_REGISTERED),
+    },
+    # The controller (Linux, mount -t cifs) refuses first for the claim; the node
+    # (New-SmbGlobalMapping) for the static volume. The File Gateway (guest) still maps.
+    "smb-share-credentials-wrong": {
+        "SMB-CSI-02": "mount error(13): Permission denied",
+        "SMB-CSI-03": "New-SmbGlobalMapping : The user name or password is incorrect.",
+    },
+    "smb-share-server-unresolvable": {
+        "SMB-CSI-02": "could not resolve address for winstorsvm1.corp.example.com",
+        "SMB-CSI-03": "New-SmbGlobalMapping : The network path was not found.",
+    },
+    "file-gateway-not-joined": {
+        "SHARE-AWS-01": "uses ActiveDirectory authentication, but gateway sgw-",
+        "SMB-CSI-02": "mount error(13): Permission denied",
+        "SMB-CSI-03": "New-SmbGlobalMapping : The user name or password is incorrect.",
     },
     "smb-mapping-missing": {
         "SMB-MAP-01": "has no SMB Global Mapping for G:",
@@ -68,6 +92,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         **dict.fromkeys(EBS_WORKLOAD, "ImagePullBackOff"),
         "SMB-POD-01": "ImagePullBackOff",
         "SMB-SHARED-01": "ImagePullBackOff",
+        **dict.fromkeys(SMB_CSI_VOLUMES, "ImagePullBackOff"),
     },
     "ebs-attach-fails": dict.fromkeys(EBS_WORKLOAD, "FailedAttachVolume"),
     "wrong-windows-build": {
@@ -76,6 +101,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         **dict.fromkeys(EBS_WORKLOAD, "does not match the host operating system"),
         "SMB-POD-01": "does not match the host operating system",
         "SMB-SHARED-01": "does not match the host operating system",
+        **dict.fromkeys(SMB_CSI_VOLUMES, "does not match the host operating system"),
     },
     "volume-loses-data": {"EBS-PERSIST-01": "is gone in replacement pod",
                           "EBS-MOVE-01": "the marker file written before is gone"},
@@ -106,7 +132,8 @@ EXPECTED: dict[str, dict[str, str]] = {
                                           "node(s) exceed max volume count"),
 }
 
-WINDOWS_CHECKS = ALL - {"SC-DEFAULT-01", "SC-WINDOWS-01", "EBS-CLAIM-01", "SMB-PSA-01"}
+WINDOWS_CHECKS = ALL - {"SC-DEFAULT-01", "SC-WINDOWS-01", "EBS-CLAIM-01", "SMB-PSA-01",
+                        "SHARE-AWS-01"}
 
 
 @pytest.mark.parametrize("scenario", sorted(EXPECTED))

@@ -81,6 +81,40 @@ class Timeouts:
         return replace(base, **values)
 
 
+SHARE_KINDS = ("fsx-windows", "fsx-ontap", "file-gateway")
+ON_DELETE = ("delete", "retain", "archive")
+
+
+@dataclass(frozen=True)
+class ShareConfig:
+    """One SMB share of a cluster (the clusters file's `shares:`), and how to reach it.
+
+    `kind` says which AWS service serves it (the checks read that service's facts);
+    `source` is the SMB CSI driver's `//server/share`; `host_path` is where the Windows
+    nodes map it (checked by SMB-MAP-01), if they do; the credentials are a Secret the
+    cluster holds (`namespace/name`, keys username/password/domain) or an AWS Secrets
+    Manager secret (id or ARN, a JSON object with the same keys); `on_delete` is the
+    StorageClass's `onDelete` for the claims winstor provisions on it.
+    """
+
+    name: str
+    kind: str
+    source: str
+    host_path: str | None = None
+    secret: str | None = None
+    secrets_manager: str | None = None
+    on_delete: str = "delete"
+
+    @property
+    def server(self) -> str:
+        return self.source.strip("/").split("/", 1)[0]
+
+    @property
+    def unc(self) -> str:
+        """`\\\\server\\share` (what New-SmbGlobalMapping and Get-SmbGlobalMapping show)."""
+        return "\\\\" + self.source.strip("/").replace("/", "\\")
+
+
 @dataclass(frozen=True)
 class ClusterTarget:
     """One cluster of the run and what the checks should expect of it."""
@@ -96,6 +130,7 @@ class ClusterTarget:
     windows_image: str | None = None
     # Opt-in markers (winstor.plugin.checks.OPT_IN) this cluster lets run, sorted.
     opt_in: tuple[str, ...] = ()
+    shares: tuple[ShareConfig, ...] = ()
     aws_env: dict[str, str] = field(default_factory=dict, compare=False)  # e.g. a moto endpoint
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -132,7 +167,10 @@ def _load_yaml(path: Path) -> Any:
 
 
 _CLUSTER_KEYS = {"name": str, "context": str, "kubeconfig": str, "aws": dict,
-                 "windows_build": str, "fsx": dict, "windows_image": str}
+                 "windows_build": str, "fsx": dict, "windows_image": str, "shares": list}
+_SHARE_KEYS = {"name": str, "kind": str, "source": str, "host_path": str, "credentials": dict,
+               "on_delete": str}
+_CREDENTIAL_KEYS = {"secret": str, "secrets_manager": str}
 _CLUSTER_KEYS["opt_in"] = list  # opt-in markers the cluster declares (see ClusterTarget)
 _AWS_KEYS = {"region": str, "profile": str}
 _FSX_KEYS = {"share": str, "host_path": str}
@@ -181,13 +219,59 @@ def load_clusters_file(path: str) -> list[ClusterTarget]:
             else None, aws_region=aws.get("region"), aws_profile=aws.get("profile"),
             windows_build=build, fsx_share=fsx.get("share"),
             host_path=fsx.get("host_path", DEFAULT_HOST_PATH),
-            windows_image=item.get("windows_image")))
+            windows_image=item.get("windows_image"),
+            shares=_shares(where, item.get("shares") or [])))
         targets[-1] = replace(targets[-1], opt_in=_opt_in(where, item))
     names = [t.name for t in targets]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"{p}: cluster names must be unique: {', '.join(dupes)}")
     return targets
+
+
+def _shares(where: str, items: list) -> tuple[ShareConfig, ...]:
+    """The `shares:` of one cluster, each checked (kind, source, credentials, onDelete)."""
+    out: list[ShareConfig] = []
+    for i, item in enumerate(items):
+        here = f"{where}.shares[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{here}: expected a mapping")
+        _check(here, item, _SHARE_KEYS)
+        kind = item.get("kind")
+        if kind not in SHARE_KINDS:
+            raise ConfigError(f"{here}.kind: expected one of {', '.join(SHARE_KINDS)}, "
+                              f"got {kind!r}"[:200])
+        raw = item.get("source")
+        parts = [p for p in str(raw or "").replace("\\", "/").split("/") if p]
+        if len(parts) < 2:
+            raise ConfigError(f"{here}.source: expected \\\\server\\share or //server/share, "
+                              f"got {raw!r}"[:200])
+        creds = item.get("credentials") or {}
+        _check(f"{here}.credentials", creds, _CREDENTIAL_KEYS)
+        if len(creds) > 1:
+            raise ConfigError(f"{here}.credentials: give one of secret or secrets_manager")
+        secret = creds.get("secret")
+        if secret is not None and (secret.count("/") != 1 or not all(secret.split("/"))):
+            raise ConfigError(f"{here}.credentials.secret: expected namespace/name, got "
+                              f"{secret!r}"[:200])
+        on_delete = item.get("on_delete", "delete")
+        if on_delete not in ON_DELETE:
+            raise ConfigError(f"{here}.on_delete: expected one of {', '.join(ON_DELETE)}, "
+                              f"got {on_delete!r}"[:200])
+        name = item.get("name") or kind
+        if not name.replace("-", "").isalnum() or not name.islower() or len(name) > 30:
+            raise ConfigError(f"{here}.name: lower-case letters, digits and '-', at most 30 "
+                              f"characters, got {name!r}"[:200])
+        out.append(ShareConfig(name=name, kind=kind, source="//" + "/".join(parts),
+                               host_path=item.get("host_path"), secret=secret,
+                               secrets_manager=creds.get("secrets_manager"),
+                               on_delete=on_delete))
+    names = [s.name for s in out]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{where}.shares: names must be unique (give each a name): "
+                          f"{', '.join(dupes)}")
+    return tuple(out)
 
 
 def _opt_in(where: str, item: dict) -> tuple[str, ...]:

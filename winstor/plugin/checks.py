@@ -16,7 +16,11 @@ MARKERS: dict[str, str] = {
     "storageclass": "checks of StorageClasses (default class, gp2-windows, CSI migration)",
     "ebs": "checks that provision or inspect EBS-backed volumes",
     "persistence": "checks that data on a volume survives pod replacement",
-    "smb": "checks of SMB Global Mappings and hostPath access to the share",
+    "smb": "checks of SMB shares: Global Mappings, hostPath access, the SMB CSI driver",
+    "smb_csi": "checks of the SMB CSI driver (smb.csi.k8s.io): node plugin, dynamic RWX "
+               "claims, read-only static volumes",
+    "shares": "checks of the AWS service behind each SMB share (FSx for Windows, FSx for "
+              "ONTAP SVM, File Gateway)",
     "fsx": "checks of the FSx for Windows file system behind the share",
     "csi_proxy": "checks of csi-proxy on Windows nodes",
     "nodes": "checks of Windows nodes: readiness, build labels, AMIs",

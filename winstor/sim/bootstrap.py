@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import Set
 from typing import TYPE_CHECKING, Any
 
-from . import bootstrap_ebs
+from . import bootstrap_ebs, bootstrap_smb
 from .api.kinds import kind_of
 from .api.store import Store
 from .nodes.workloads import Workloads
@@ -101,6 +101,11 @@ async def seed(plan: ClusterPlan, scenarios: Set[str], store: Store, workloads: 
         if aws_cluster is not None and "smb-mapping-missing" not in scenarios:
             fsx = aws_cluster.fsx
             workloads.map_share_on_windows_nodes(fsx.share_remote_path, SHARE_DIR)
+        shares = None
+        if aws is not None and aws_cluster is not None:
+            shares = await asyncio.get_running_loop().run_in_executor(
+                None, aws.seed_shares, plan, aws_cluster, scenarios)
+        bootstrap_smb.seed(plan, scenarios, store, workloads, shares)
     else:
         store.create(SC, {
             "metadata": {"name": "standard", "annotations": {

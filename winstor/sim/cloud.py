@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 from .aws import AwsBackend, AwsError, ClusterAws, ClusterSeed, NodeSeed
+from .shares import SharesSeed, seed_shares
 from .topology import ClusterPlan
 
 # Release dates of the EKS-optimized AMIs the clusters run: cluster 1 an
@@ -55,6 +56,11 @@ class SimCloud:
         return self.backend.seed_cluster(ClusterSeed(
             name=plan.name, k8s_version=plan.kube_version, nodes=nodes,
             ami_release=AMI_RELEASES[plan.index % 2]))
+
+    def seed_shares(self, plan: ClusterPlan, cluster: ClusterAws,
+                    scenarios: set[str] | frozenset[str]) -> SharesSeed:
+        """The cluster's SMB shares of each kind in AWS (`winstor.sim.shares`)."""
+        return seed_shares(self.backend, cluster, plan.index, scenarios)
 
     def create_volume(self, zone: str, size_gib: int, volume_type: str,
                       tags: dict[str, str]) -> str:

@@ -65,6 +65,8 @@ class Metrics:
             return
         if uid in self._started or (obj.get("status") or {}).get("phase") != "Running":
             return
+        if obj["metadata"].get("namespace") == "kube-system":
+            return  # the cluster's own add-on pods (SMB CSI node plugins), not the run's
         self._started.add(uid)
         node = self._store.peek(NODES, None, obj["spec"].get("nodeName") or "") \
             if self._store is not None else None

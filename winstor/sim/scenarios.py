@@ -22,6 +22,21 @@ SCENARIOS: dict[str, str] = {
     "smb-mapping-missing": "No SMB Global Mapping on the Windows nodes: G:\\Directory\\app-state "
                            "does not exist and hostPath pods fail to mount it (kind: the "
                            "stand-in has no mapping record; its share directory stays).",
+    "smb-csi-node-plugin-missing": "The SMB CSI driver is installed without its Windows node "
+                                   "plugin (no csi-smb-node-win DaemonSet): Windows nodes never "
+                                   "register smb.csi.k8s.io, so SMB CSI volumes cannot mount "
+                                   "there.",
+    "smb-share-credentials-wrong": "The directory password of the SMB shares' service account "
+                                   "(CORP\\winstor-smb) was rotated; the cluster's Secrets and "
+                                   "AWS Secrets Manager hold the old one: new mappings of the "
+                                   "FSx for Windows and ONTAP shares fail (The user name or "
+                                   "password is incorrect.).",
+    "smb-share-server-unresolvable": "The FSx for ONTAP SVM's SMB name has no DNS record: "
+                                     "mapping its share fails with System error 53 (The "
+                                     "network path was not found.).",
+    "file-gateway-not-joined": "The File Gateway's SMB share uses ActiveDirectory "
+                               "authentication, but the gateway never joined a domain (and has "
+                               "no guest password): every logon to the share fails.",
     "image-pull-fails": "Pulls of mcr.microsoft.com/windows/servercore (kind: of the "
                         "mcr.microsoft.com/powershell stand-in) fail (manifest unknown), "
                         "so Windows workload pods stay in ErrImagePull/ImagePullBackOff.",
@@ -78,6 +93,8 @@ SCENARIOS: dict[str, str] = {
 # class, the FSx share behind SMB Global Mappings): on the kind flavour these would
 # change nothing, so `winstor sim up` refuses them.
 EKS_ONLY = frozenset({
+    "smb-csi-node-plugin-missing", "smb-share-credentials-wrong",
+    "smb-share-server-unresolvable", "file-gateway-not-joined",
     "volume-loses-data", "ebs-wrong-type", "binds-before-consumer", "no-csi-proxy",
     "wrong-windows-build", "intree-without-csi-driver", "ebs-attach-fails",
     "windows-nodes-not-ready", "two-default-classes", "share-not-shared", "share-read-only",

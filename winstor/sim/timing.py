@@ -38,6 +38,7 @@ EKS_LATENCY: dict[str, float] = {
     "ebs_modify": 10.0,               # ModifyVolume until "optimizing" (the driver's wait)
     "node_expand": 4.0,               # csi-proxy ResizeVolume: Resize-Partition
     "ntfs_format": 8.0,
+    "smb_mount": 2.0,                 # New-SmbGlobalMapping (or mount -t cifs) to an SMB share
     "pod_sandbox:windows": 15.0,      # HNS endpoint + pause container
     "pod_sandbox:linux": 2.0,
     "container_start:windows": 6.0,

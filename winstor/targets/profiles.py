@@ -121,6 +121,8 @@ KIND = Profile(
         "ebs": "kind has no EBS: its storage is the local-path `standard` class",
         "storageclass": "the storage-class checks judge EBS classes (gp2, gp2-windows); "
                         "kind has only local-path `standard`",
+        "smb_csi": "the SMB CSI checks judge the driver's Windows node plugin (csi-proxy, "
+                   "New-SmbGlobalMapping); the kind profile's stand-ins are Linux",
     })
 
 CONTROLPLANE = Profile(

@@ -7,6 +7,7 @@ server must see the same defaulted fields it would see on EKS.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 
@@ -82,6 +83,12 @@ def apply(kind: str, obj: dict[str, Any]) -> None:
         spec.setdefault("fsGroupPolicy", "ReadWriteOnceWithFSType")
         spec.setdefault("volumeLifecycleModes", ["Persistent"])
         spec.setdefault("seLinuxMount", False)
+    elif kind == "Secret" and "stringData" in obj:
+        # The apiserver merges stringData into data (base64) and never stores it.
+        data = obj.setdefault("data", {}) or {}
+        for key, value in (obj.pop("stringData") or {}).items():
+            data[key] = base64.b64encode(str(value).encode("utf-8")).decode("ascii")
+        obj["data"] = data
     elif kind == "Service" and isinstance(spec, dict):
         spec.setdefault("type", "ClusterIP")
         spec.setdefault("sessionAffinity", "None")

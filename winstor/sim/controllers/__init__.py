@@ -22,6 +22,8 @@ from .expansion import Expansion
 from .kubelet import Kubelet
 from .lifecycle import Lifecycle
 from .scheduler import Scheduler
+from .smbcsi import DRIVER as SMB_DRIVER
+from .smbcsi import SmbCsi
 from .volumes import Volumes
 
 log = logging.getLogger("winstor.sim.controllers")
@@ -33,7 +35,9 @@ class Controllers(WorkQueue):
         self.cluster = cluster
         self.members: list[Controller] = [
             Lifecycle(cluster, self), Apps(cluster, self), Volumes(cluster, self),
-            Expansion(cluster, self), Scheduler(cluster, self), Kubelet(cluster, self)]
+            Expansion(cluster, self), Scheduler(cluster, self)]
+        smb = SmbCsi(cluster, self)  # the SMB CSI driver; its node plugin serves the kubelet
+        self.members += [smb, Kubelet(cluster, self, csi_plugins={SMB_DRIVER: smb})]
         self._loop_task: asyncio.Task[None] | None = None
         cluster.store.add_listener(lambda *_: self.dirty.set())
 

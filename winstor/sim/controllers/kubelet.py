@@ -9,14 +9,26 @@ targets another Windows build fails the way hcsshim does.
 from __future__ import annotations
 
 import asyncio
+import base64
 import secrets
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
+from ..api.kinds import kind_of
 from ..api.store import now_iso
 from ..nodes.windows import WinError
 from ..nodes.workloads import image_build, is_host_process
-from .base import ATTACHMENTS, NODES, PODS, PVCS, PVS, Controller, set_condition, terminating
+from .base import (
+    ATTACHMENTS,
+    CSINODES,
+    NODES,
+    PODS,
+    PVCS,
+    PVS,
+    Controller,
+    set_condition,
+    terminating,
+)
 from .volumes import Volumes
 
 SERVERCORE = "mcr.microsoft.com/windows/servercore"
@@ -25,10 +37,23 @@ WINDOWS_IMAGE_PREFIXES = ("mcr.microsoft.com/windows/", "mcr.microsoft.com/power
                           "mcr.microsoft.com/oss/kubernetes/windows-host-process")
 IMAGE_SIZES = {"servercore": 2763547119, "hostprocess": 9023312}
 BACKOFF = (10.0, 20.0, 40.0, 80.0, 160.0, 300.0)  # kubelet's image/mount retry backoff
+SECRETS = kind_of("v1", "Secret")
 
 
 class PodFailed(Exception):
     """A container cannot start; the reason is already in events and status."""
+
+
+class CsiNodePlugin(Protocol):
+    """What the kubelet asks of a CSI node plugin that needs no attach (SMB): stage and
+    publish a volume for a pod, and let go of a pod's volumes when it stops."""
+
+    async def mount(self, pod: dict, volume: dict, pv: dict, node_name: str,
+                    secret: dict[str, str]) -> tuple[str, str] | None:
+        """None when published; else the kubelet operation that failed (`MountDevice`,
+        `SetUp`) and the driver's error."""
+
+    def release(self, pod: dict) -> None: ...
 
 
 def _image_os(image: str) -> str:
@@ -45,8 +70,10 @@ def _pull_kind(image: str) -> str:
 
 
 class Kubelet(Controller):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, csi_plugins: Mapping[str, CsiNodePlugin] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.csi_plugins: Mapping[str, CsiNodePlugin] = csi_plugins or {}
         # (node, image) -> the pull in progress there, which other pods wait for
         self.inflight_pulls: dict[tuple[str, str], asyncio.Future[bool]] = {}
 
@@ -188,6 +215,9 @@ class Kubelet(Controller):
             pv = self.store.peek(PVS, None, (pvc or {}).get("spec", {}).get("volumeName", "")
                                  or "") if pvc else None
             if pv is not None:
+                if (pv["spec"].get("csi") or {}).get("driver") in self.csi_plugins:
+                    await self._mount_csi(pod, v, pv, node_name)
+                    return
                 if not ("awsElasticBlockStore" in pv["spec"] or "csi" in pv["spec"]):
                     break
                 va = self.store.peek(ATTACHMENTS, None, Volumes.attachment_name(pv, node_name))
@@ -206,6 +236,41 @@ class Kubelet(Controller):
             await self.cluster.clock.spend("ntfs_format")
             volume.formatted_fs = "NTFS"
             volume.partition()  # csi-proxy's PartitionDisk before FormatVolume
+
+    async def _mount_csi(self, pod: dict, v: dict, pv: dict, node_name: str) -> None:
+        """MountDevice and SetUp through a CSI node plugin, retried with the kubelet's
+        back-off; each failure is a FailedMount event in the kubelet's words."""
+        csi = pv["spec"]["csi"]
+        driver, pv_name = csi["driver"], pv["metadata"]["name"]
+        attempt = 0
+        while True:
+            if not self._alive(pod):
+                raise PodFailed
+            csinode = self.store.peek(CSINODES, None, node_name) or {}
+            secret_ref = csi.get("nodeStageSecretRef") or {}
+            secret = self.store.peek(SECRETS, secret_ref.get("namespace"),
+                                     secret_ref.get("name", "")) if secret_ref else None
+            failed: tuple[str, str] | None
+            if not any(d.get("name") == driver
+                       for d in (csinode.get("spec") or {}).get("drivers") or []):
+                failed = ("MountDevice", "kubernetes.io/csi: attacher.MountDevice failed to "
+                          f"create newCsiDriverClient: driver name {driver} not found in the "
+                          "list of registered CSI drivers")
+            elif secret_ref and secret is None:
+                ns, name = secret_ref.get("namespace"), secret_ref.get("name")
+                failed = ("MountDevice", f"fetching NodeStageSecretRef {ns}/{name} failed: "
+                          f"kubernetes.io/csi: failed to find the secret {name} in the "
+                          f'namespace {ns} with error: secrets "{name}" not found')
+            else:
+                data = {k: base64.b64decode(val).decode("utf-8", errors="replace")
+                        for k, val in ((secret or {}).get("data") or {}).items()}
+                failed = await self.csi_plugins[driver].mount(pod, v, pv, node_name, data)
+            if failed is None:
+                return
+            self._event(pod, "Warning", "FailedMount",
+                        f'MountVolume.{failed[0]} failed for volume "{pv_name}" : {failed[1]}')
+            await self._backoff(pod, attempt)
+            attempt += 1
 
     async def _check_host_path(self, pod: dict, v: dict, node_name: str) -> None:
         path = v["hostPath"]["path"]
@@ -343,6 +408,8 @@ class Kubelet(Controller):
                                    "kubelet", pod["spec"]["nodeName"])
         if (pod.get("status") or {}).get("phase") == "Running":
             await self.cluster.clock.spend("container_stop")
+        for plugin in self.csi_plugins.values():
+            plugin.release(pod)  # NodeUnpublishVolume (and NodeUnstageVolume when last)
         self.cluster.workloads.forget_pod(uid)
         cur = self.store.peek(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
         if cur is not None and cur["metadata"]["uid"] == uid:

@@ -9,7 +9,7 @@ finalizer is visible the way it is on a real cluster.
 from __future__ import annotations
 
 from ..api.kinds import KINDS
-from .base import NAMESPACES, PODS, Controller, set_condition, terminating
+from .base import NAMESPACES, NODES, PODS, Controller, set_condition, terminating
 
 NAMESPACED = [k for k in KINDS if k.namespaced]
 OWNABLE = [k for k in KINDS if k.kind not in ("Namespace", "Event", "Node")]
@@ -57,7 +57,10 @@ class Lifecycle(Controller):
         self.store.mutate(NAMESPACES, None, name, status)
 
     def _collect_garbage(self) -> None:
-        uids: set[str] = set()
+        # Namespaces and nodes can own objects too (a cluster-scoped dependent may name a
+        # cluster-scoped owner), though they are never collected here themselves.
+        uids: set[str] = {o["metadata"]["uid"] for kind in (NAMESPACES, NODES)
+                          for o in self.store.iter(kind)}
         foreground: list[tuple] = []
         for kind in OWNABLE:
             for obj in self.store.iter(kind):

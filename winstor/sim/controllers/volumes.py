@@ -236,11 +236,41 @@ class Volumes(Controller):
         if (pvc.get("status") or {}).get("phase") == "Bound":
             return
         pv = self.store.peek(PVS, None, pvc["spec"]["volumeName"])
+        if pv is not None and not (pv["spec"].get("claimRef") or {}).get("uid"):
+            self._bind_static(pvc, pv)
+            return
         if pv is None:
             def lost(o: dict) -> None:
                 o.setdefault("status", {})["phase"] = "Lost"
             self.store.mutate(PVCS, pvc["metadata"]["namespace"], pvc["metadata"]["name"], lost,
                               subresource="status")
+
+    def _bind_static(self, pvc: dict, pv: dict) -> None:
+        """A claim naming a PV (`spec.volumeName`) binds to it when the PV is free or
+        pre-bound to that claim by name, as the PV controller binds static volumes."""
+        ns, name = pvc["metadata"]["namespace"], pvc["metadata"]["name"]
+        ref = pv["spec"].get("claimRef") or {}
+        if ref and (ref.get("namespace"), ref.get("name")) != (ns, name):
+            return  # pre-bound to another claim: this one stays Pending
+        if pv["spec"].get("storageClassName", "") != (pvc["spec"].get("storageClassName") or ""):
+            return
+
+        def claim_ref(o: dict) -> None:
+            o["spec"]["claimRef"] = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                                     "name": name, "namespace": ns,
+                                     "uid": pvc["metadata"]["uid"],
+                                     "resourceVersion": pvc["metadata"]["resourceVersion"]}
+        self.store.mutate(PVS, None, pv["metadata"]["name"], claim_ref)
+        self.store.mutate(PVS, None, pv["metadata"]["name"], lambda o: o.setdefault(
+            "status", {}).update(phase="Bound", lastPhaseTransitionTime=now_iso()),
+            subresource="status")
+
+        def bound(o: dict) -> None:
+            o["metadata"].setdefault("annotations", {})["pv.kubernetes.io/bind-completed"] = "yes"
+        self.store.mutate(PVCS, ns, name, bound)
+        self.store.mutate(PVCS, ns, name, lambda o: o.__setitem__("status", {
+            "phase": "Bound", "accessModes": pv["spec"].get("accessModes") or [],
+            "capacity": pv["spec"].get("capacity") or {}}), subresource="status")
 
     # -- release and reclaim ---------------------------------------------------------
     def _claim_in_use(self, pvc: dict) -> bool:
@@ -265,7 +295,9 @@ class Volumes(Controller):
         ref = pv["spec"].get("claimRef")
         name = pv["metadata"]["name"]
         claim = self.store.peek(PVCS, ref["namespace"], ref["name"]) if ref else None
-        released = ref and (claim is None or claim["metadata"]["uid"] != ref.get("uid"))
+        # A claimRef without uid pre-binds a static PV to a claim yet to come: not released.
+        released = ref and ref.get("uid") and (
+            claim is None or claim["metadata"]["uid"] != ref.get("uid"))
         if terminating(pv) and not released and not ref:
             released = True
         if not released and not terminating(pv):
@@ -276,7 +308,9 @@ class Volumes(Controller):
             def rel(o: dict) -> None:
                 o.setdefault("status", {})["phase"] = "Released"
             self.store.mutate(PVS, None, name, rel, subresource="status")
-        delete = pv["spec"].get("persistentVolumeReclaimPolicy") == "Delete"
+        # Volumes of other CSI drivers (SMB) are deleted by their own provisioner.
+        external = (pv["spec"].get("csi") or {}).get("driver") not in (None, EBS)
+        delete = pv["spec"].get("persistentVolumeReclaimPolicy") == "Delete" and not external
         if delete or terminating(pv):
             # A deleted Retain PV goes away; the disk behind it stays, as on EKS.
             self.manager.spawn(f"reclaim:{name}", self._delete_volume(pv, backing=delete))
@@ -308,6 +342,11 @@ class Volumes(Controller):
         if not pvc or not pvc["spec"].get("volumeName"):
             return None
         pv = self.store.peek(PVS, None, pvc["spec"]["volumeName"])
+        if pv and "csi" in pv["spec"]:
+            # The attach-detach controller skips drivers whose CSIDriver says no attach.
+            driver = self.store.peek(CSIDRIVERS, None, pv["spec"]["csi"].get("driver", ""))
+            if driver is not None and not (driver.get("spec") or {}).get("attachRequired", True):
+                return None
         if pv and ("awsElasticBlockStore" in pv["spec"] or "csi" in pv["spec"]):
             return pv
         return None

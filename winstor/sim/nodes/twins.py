@@ -520,3 +520,28 @@ def volume_info(params: dict[str, Any], ctx: TwinContext) -> dict[str, Any]:
         "partition_bytes": device.partition_bytes,
         "disk_bytes": device.disk_bytes,
     }
+
+
+# The Win32 error behind each kind of WinError (the low word of the .NET exception's
+# HResult, 0x8007xxxx): what the try-write probe reports beside the .NET message.
+WIN32_CODES: dict[str, int] = {
+    "file_not_found": 2, "path_not_found": 3, "access_denied": 5, "network_path_not_found": 53,
+    "not_empty": 145, "already_exists": 183, "not_a_directory": 267,
+}
+
+
+@twin("try-write", 1)
+def try_write(params: dict[str, Any], ctx: TwinContext) -> dict[str, Any]:
+    path = _required(params, "path")
+    _check_path(path, ctx)
+    data: dict[str, Any] = {"path": path, "written": True, "message": None, "exception": None,
+                            "win32_error": None, "win32_message": None}
+    try:
+        ctx.view.write(path, _utf8(_ps_string(params.get("content"))))
+    except WinError as err:
+        code = WIN32_CODES.get(err.kind)
+        data.update(written=False, message=err.message, exception=err.exception,
+                    win32_error=code, win32_message=err.win32 if code is not None else None)
+        return data
+    ctx.view.remove(path)
+    return data

@@ -19,7 +19,7 @@ from ..api.errors import ApiError
 from ..api.kinds import kind_of
 from ..api.store import Store
 from ..topology import KIND_HOST_KERNEL, NodePlan
-from . import linux, powershell, windows
+from . import linux, powershell, smb, windows
 
 PODS = kind_of("v1", "Pod")
 PVCS = kind_of("v1", "PersistentVolumeClaim")
@@ -78,6 +78,10 @@ class Workloads:
         self.linux_nodes: dict[str, linux.LinuxNode] = {}
         self.linux_share = linux.PosixFilesystem()  # kind: /winstor/share on every stand-in
         self.empty_dirs: dict[tuple[str, str], linux.PosixFilesystem] = {}  # (pod uid, volume)
+        self.smb = smb.SmbNetwork()  # the file servers the nodes reach, and their names
+        # What a CSI node plugin published for a pod's volume (NodePublishVolume): the
+        # filesystem and path inside it that the container sees, (pod uid, volume) keyed.
+        self.published: dict[tuple[str, str], tuple[windows.Filesystem, str]] = {}
 
     # -- node models -------------------------------------------------------------
     def add_windows_node(self, plan: NodePlan, csi_proxy: str | None) -> None:
@@ -165,7 +169,14 @@ class Workloads:
                 continue
             read_only = bool(vm.get("readOnly"))
             mount_path = vm["mountPath"].replace("/", "\\")
-            if "persistentVolumeClaim" in source:
+            published = self.published.get((pod["metadata"]["uid"], vm["name"]))
+            if published is not None:
+                # A volume a CSI node plugin published (SMB): the container sees its
+                # target; a read-only claim (`readOnly` on the pod's volume) mounts so.
+                claim_ro = bool((source.get("persistentVolumeClaim") or {}).get("readOnly"))
+                mounts.append(windows.Mount(mount_path, published[0], published[1],
+                                            read_only or claim_ro))
+            elif "persistentVolumeClaim" in source:
                 vol = self.volume_for_claim(pod["metadata"]["namespace"],
                                             source["persistentVolumeClaim"]["claimName"])
                 if vol is not None and "claim-not-mounted" not in self.scenarios:
@@ -247,6 +258,8 @@ class Workloads:
             del self.views[key]
         for key in [k for k in self.empty_dirs if k[0] == uid]:
             del self.empty_dirs[key]
+        for key in [k for k in self.published if k[0] == uid]:
+            del self.published[key]
 
     def exec_target(self, namespace: str, name: str, container: str | None) -> ExecTarget:
         pod = self.store.peek(PODS, namespace, name)
