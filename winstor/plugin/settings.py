@@ -35,7 +35,8 @@ OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
      {"action": "append"}),
     ("--kubeconfig", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config)", {}),
     ("--clusters", "YAML file listing the clusters: context, aws region/profile, "
-                   "windows_build, fsx share and host_path, windows_image", {}),
+                   "windows_build, fsx share and host_path, windows_image, SMB shares "
+                   "(kind, source, credentials, on_delete)", {}),
     ("--sim-clusters", "how many clusters the run starts: the embedded cluster's emulated "
                        "clusters, or the controlplane profile's (default 2)", {}),
     ("--sim-scenario", "break an emulated cluster: [CLUSTER:]NAME (repeatable; "
