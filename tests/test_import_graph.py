@@ -52,6 +52,14 @@ SIM_PARTS: dict[str, set[str]] = {
     "winstor.sim.controllers": {"winstor.sim.api", "winstor.sim.nodes", "winstor.sim.aws",
                                 "winstor.sim.metrics", "winstor.sim.timing",
                                 "winstor.sim.topology"},
+    # The controlplane target's node agent: the sim's parts (kubelet, node models, moto,
+    # the bootstrap's node objects) against a real API server. It is a second assembler
+    # beside the cluster, never the embedded API server or the cluster itself.
+    "winstor.sim.agent": {"winstor.sim.api", "winstor.sim.nodes", "winstor.sim.aws",
+                          "winstor.sim.cloud", "winstor.sim.controllers",
+                          "winstor.sim.metrics", "winstor.sim.timing", "winstor.sim.topology",
+                          "winstor.sim.scenarios", "winstor.sim.bootstrap",
+                          "winstor.sim.bootstrap_ebs"},
 }
 
 

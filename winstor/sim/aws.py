@@ -368,9 +368,10 @@ class AwsBackend:
     """
 
     def __init__(self, region: str = "us-west-2", account_id: str | None = None,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", port: int = 0) -> None:
         self.region = region
         self.host = host
+        self.requested_port = port  # 0: the kernel picks (the node agent may be given one)
         self.account_id = account_id or _random_account_id()
         self._server: ThreadedMotoServer | None = None
         self._port: int | None = None
@@ -405,7 +406,8 @@ class AwsBackend:
         # werkzeug logs every request at INFO and installs its own handler if nothing is set.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         t1 = time.perf_counter()
-        server = ThreadedMotoServer(ip_address=self.host, port=0, verbose=False)
+        server = ThreadedMotoServer(ip_address=self.host, port=self.requested_port,
+                                    verbose=False)
         server.start()
         self._server = server
         self._port = int(server.get_host_and_port()[1])

@@ -540,6 +540,14 @@ class _Silent(Exception):
     """A native command failed; its own stderr already says why (only $? turns false)."""
 
 
+class _Exit(Exception):
+    """`exit [N]`: the script ends here and the process exits with N (0 without one)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
 _KEYWORDS = frozenset(
     {
         "begin",
@@ -756,6 +764,8 @@ class _Session:
                 ok = self._statement(statement, line_text)
             except _Stop:
                 return self.result(1)
+            except _Exit as done:
+                return self.result(done.code)
         return self.result(0 if ok else 1)
 
     def _statement(self, tokens: list[_Token], line_text: str) -> bool:
@@ -768,6 +778,10 @@ class _Session:
         ):
             self.variables[first.value.lower()] = tokens[2].value
             return True
+        if first.kind == "word" and first.value.lower() == "exit" and len(tokens) <= 2:
+            code = self._value(tokens[1]) if len(tokens) == 2 else "0"
+            if re.fullmatch(r"-?\d+", code.strip()):
+                raise _Exit(int(code))
         if first.kind != "word" or first.value.lower() in _KEYWORDS:
             return self._unsupported(tokens, line_text)
         command = self._command(first.value)
