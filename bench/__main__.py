@@ -18,6 +18,11 @@ Against fresh `winstor sim up` processes, measures and prints one report:
             of the failing wait's timeout
   ready     `winstor sim up` readiness
   exec      exec round trip
+  controlplane
+            one cluster's catalog on the controlplane profile (real Kubernetes
+            components, emulated nodes and AWS) beside the embedded cluster's: wall
+            time, CPU, API requests (needs the built binaries; skipped, saying so,
+            without them)
 
 then the issue's targets with the measured value and met / NOT MET. Every
 figure about a cluster is read from that cluster's /metrics. `--quick` runs
@@ -44,7 +49,7 @@ from winstor.targets.embedded import LaunchError
 from . import faults, polling, simspeed
 from .catalog import DEFAULT_SCALE, CatalogRun, run_catalog
 
-PARTS = ("catalog", "eks-like", "poll", "faults", "ready", "exec")
+PARTS = ("catalog", "eks-like", "poll", "faults", "ready", "exec", "controlplane")
 MINIMUM_NOTE = (
     "minimum = " + " + ".join(f"{n} x {what} {EKS_LATENCY[what]:g} s" for what, n in MINIMUM_PARTS)
     + f" = {minimum_critical_seconds():g} s (EKS_LATENCY): one servercore pull, the two "
@@ -140,6 +145,21 @@ def measure(args: argparse.Namespace, say: Any) -> dict[str, Any]:
             out["ready"] = speed["ready"]
         if "exec" in args.parts:
             out["exec"] = speed["exec"]
+    if "controlplane" in args.parts:
+        from . import controlplane
+        if not controlplane.binaries_built():
+            out["controlplane"] = {"skipped": "the controlplane binaries are not built: "
+                                              "python -m winstor.targets.controlplane.build "
+                                              "(about 20 min on 2 cores, once)"}
+        else:
+            base = next((r for r in runs if r.clusters == 1 and r.workers == 1), None)
+            if base is None:
+                say("controlplane: 1 cluster on the embedded cluster, for comparison")
+                base = run_catalog(1)
+            say("controlplane: 1 cluster on --profile controlplane")
+            out["controlplane"] = {
+                "embedded": {**base.summary(), "checks": controlplane.outcomes(base.tail)},
+                "controlplane": controlplane.run(DEFAULT_SCALE).summary()}
     return out
 
 
@@ -368,8 +388,43 @@ def report(doc: dict[str, Any]) -> str:
             rows.append(("exec round trip (hostname)", f"{e['median'] * 1000:.1f} ms",
                          f"p90 {e['p90'] * 1000:.1f} ms over {e['samples']}"))
         out += ["Embedded cluster", table(("measure", "median", "spread"), rows), ""]
+    out += _controlplane_section(doc)
     out += ["Targets (issue #7)", table(("target", "measured", "verdict"), targets(doc))]
     return "\n".join(out)
+
+
+def _controlplane_section(doc: dict[str, Any]) -> list[str]:
+    cp = doc.get("controlplane")
+    if not cp:
+        return []
+    if cp.get("skipped"):
+        return ["One cluster's catalog: embedded cluster vs control plane",
+                f"  not measured: {cp['skipped']}", ""]
+    emb, real = cp["embedded"], cp["controlplane"]
+    emb_cost = next(iter(emb["per_cluster"].values()), {})
+    cpu = real["cpu_seconds"]
+    rows = [("embedded cluster (winstor sim up)", f"{emb['wall_seconds']:.1f}", emb["exit_code"],
+             emb.get("checks") or "-", f"{_cpu(emb):.1f}" if _cpu(emb) is not None else "-",
+             emb_cost.get("requests", "-"), emb_cost.get("requests", "-")),
+            (f"control plane (Kubernetes {real.get('release')})", f"{real['wall_seconds']:.1f}",
+             real["exit_code"], real.get("checks") or "-", f"{cpu['pytest'] + cpu['cluster']:.1f}",
+             real["requests_suite"], real["requests_all"])]
+    top = ", ".join(f"{k} {v}" for k, v in list(real["requests_by"].items())[:6])
+    return ["One cluster's catalog: embedded cluster vs control plane (serial, time scale "
+            f"{real['time_scale']:g}, timeouts sim)", table(
+                ("target", "wall s", "exit", "checks", "CPU s (pytest + cluster)",
+                 "API requests (suite)", "API requests (all clients)"), rows),
+            f"  control plane: started in {real['start_seconds']:.1f} s before the run (not in "
+            "the wall time); CPU counts every process under its supervisor (etcd, API server, "
+            "controllers, scheduler, stream server, node agent and moto, CSI driver and "
+            "sidecars). Its API requests: all clients from the API server's "
+            "apiserver_request_total, the suite's alone from its audit log (the admin user; "
+            "every component has its own identity). The embedded cluster's controllers are "
+            "in-process: both its counts are the suite's.",
+            "  checks: pytest's counts. The two catalogs differ by what the control-plane "
+            "profile skips (the SMB CSI driver and its shares are not there), so the suite "
+            "makes fewer requests on it; a failing check also waits out its timeout.",
+            f"  the suite's requests on the control plane, most frequent: {top}", ""]
 
 
 def _cpu(run: dict) -> float | None:

@@ -384,3 +384,58 @@ def test_a_dead_control_plane_is_said_by_status_and_pytest(cp_env: dict[str, str
                          timeout=120, env={**os.environ, **cp_env})
     assert run.returncode != 0 and "is not running" in run.stdout + run.stderr
     assert "winstor controlplane down" in run.stdout + run.stderr
+
+
+# -------------------------------------------------------- the profile, without a cluster
+
+
+def test_the_profile_names_its_clusters_and_where_verdicts_are_reached() -> None:
+    run = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "--profile",
+                          "controlplane", "-k", "NODES-READY", "-p", "no:cacheprovider"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "[cp-1:NODES-READY-01]" in run.stdout and "[cp-2:NODES-READY-01]" in run.stdout
+    assert "profile controlplane, control plane (started on first use)" in run.stdout
+    assert "real kube-apiserver" in run.stdout and "not EKS" in run.stdout
+    one = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "--profile",
+                          "controlplane", "--sim-clusters", "1", "--sim-scenario",
+                          "cp-1:ebs-attach-fails", "-k", "NODES-READY", "-p",
+                          "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert one.returncode == 0 and "[cp-1:NODES-READY-01]" in one.stdout, one.stdout
+    bad = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "--profile",
+                          "controlplane", "--sim-scenario", "cp-3:ebs-attach-fails",
+                          "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode != 0 and "no cluster 'cp-3' in this run" in bad.stderr
+
+
+def test_facts_carry_the_servers_version_and_where_verdicts_were_reached() -> None:
+    from types import SimpleNamespace
+
+    from winstor.reports import facts
+    from winstor.targets import profiles
+
+    version = {"major": "1", "minor": "35", "gitVersion": "v1.35.4",
+               "gitCommit": "$Format:%H$", "gitTreeState": "clean",
+               "buildDate": "1970-01-01T00:00:00Z", "goVersion": "go1.26.8",
+               "platform": "linux/amd64"}
+    cluster = SimpleNamespace(platform=profiles.CONTROLPLANE,
+                              api=SimpleNamespace(version=lambda: version))
+    out: dict = {"facts": {}}
+    problems: list[str] = []
+    facts._server_facts(cluster, out, problems)
+    assert out["facts"]["server"] == {k: version[k] for k in facts.VERSION_KEYS}
+    assert "real kube-apiserver" in out["facts"]["target"] and "not EKS" in out["facts"][
+        "target"]
+    assert problems == []
+    eks: dict = {"facts": {}}
+    facts._server_facts(SimpleNamespace(platform=profiles.EKS,
+                                        api=SimpleNamespace(version=lambda: version)), eks, [])
+    assert "target" not in eks["facts"] and eks["facts"]["server"]["gitVersion"] == "v1.35.4"
+
+    def broken() -> dict:
+        raise ConnectionError("refused")
+    facts._server_facts(SimpleNamespace(platform=profiles.EKS,
+                                        api=SimpleNamespace(version=broken)), eks, problems)
+    assert problems == ["reading /version failed: refused"]

@@ -132,7 +132,13 @@ CONTROLPLANE = Profile(
           "kube-scheduler and etcd, real EBS CSI controller, external-provisioner, "
           "-attacher and -resizer; emulated nodes (winstor's node agent, the embedded "
           "cluster's Windows models) and AWS (moto) - not EKS",
-    lacks={})
+    lacks={
+        "smb_csi": "the SMB CSI driver (smb.csi.k8s.io) does not run on the control-plane "
+                   "profile: none is built beside the EBS CSI controller, and the node agent "
+                   "does not model its node plugin",
+        "shares": "the SMB CSI driver's shares (FSx for ONTAP, File Gateway) are not seeded "
+                  "on the control-plane profile, which runs no SMB CSI driver",
+    })
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (EKS, KIND, CONTROLPLANE)}
 

@@ -66,6 +66,18 @@ __all__ = ["CONTEXT_PREFIX", "STOP_ORDER", "Component", "ControlPlane", "Control
 CONTEXT_PREFIX = "cp-"
 SERVICE_CIDR = "10.96.0.0/16"
 EBS_DRIVER = "ebs.csi.aws.com"
+AUDIT_POLICY = """\
+# The requests of the admin user - the suite, kubectl, people - one line each (what
+# `python -m bench` counts as the suite's requests); the control plane's own components,
+# the node agent and the CSI controller have identities of their own and are not logged.
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted]
+rules:
+- level: Metadata
+  users: [kubernetes-admin]
+- level: None
+"""
 TAIL_LINES = 3
 TAIL_CHARS = 600
 
@@ -289,6 +301,11 @@ class ClusterRun:
         return self.directory / "logs"
 
     @property
+    def audit_log(self) -> Path:
+        """One JSON line per request of the admin user (see AUDIT_POLICY)."""
+        return self.logs / "audit.log"
+
+    @property
     def aws_env(self) -> dict[str, str]:
         return {str(k): str(v) for k, v in (self.agent.get("aws_env") or {}).items()}
 
@@ -367,7 +384,7 @@ class ControlPlane:
                 "aws_env_file": str(self.workdir / f"aws-{c.name}.env")
                 if self.workdir and c.aws_env else None,
                 "csi_controller": "ebs-csi-controller" in c.components,
-                "logs": str(c.logs),
+                "logs": str(c.logs), "audit_log": str(c.audit_log),
                 "pids": {n: comp.pid for n, comp in c.components.items()}}
                 for c in self.clusters},
         }
@@ -417,6 +434,7 @@ class ControlPlane:
             c.pki = pki_mod.generate(c.directory / "pki", c.name)
             c.ports.update(etcd=free_port(), etcd_peer=free_port(), apiserver=free_port())
             self._write_component_kubeconfigs(c)
+            (c.directory / "audit-policy.yaml").write_text(AUDIT_POLICY, encoding="utf-8")
             self._add(c, "etcd", self._etcd_argv(c)).start()
         self._wait("etcd", ETCD_READY_S,
                    lambda c: "etcd ready, serving clients" in c.components["etcd"].log_text())
@@ -523,7 +541,10 @@ class ControlPlane:
                 "--authorization-mode=Node,RBAC", "--allow-privileged=true",
                 f"--kubelet-client-certificate={kc.cert}",
                 f"--kubelet-client-key={kc.key}",
-                "--kubelet-preferred-address-types=InternalIP", "--profiling=false"]
+                "--kubelet-preferred-address-types=InternalIP", "--profiling=false",
+                f"--audit-policy-file={c.directory / 'audit-policy.yaml'}",
+                f"--audit-log-path={c.logs / 'audit.log'}", "--audit-log-format=json",
+                "--audit-log-maxsize=100", "--audit-log-maxbackup=1"]
 
     def _controller_manager_argv(self, c: ClusterRun) -> list[str]:
         p = c.pki
