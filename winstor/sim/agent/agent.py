@@ -34,7 +34,7 @@ from ..api.kinds import kind_of
 from ..aws import AwsBackend, ClusterAws
 from ..bootstrap import SHARE_DIR, _csi_proxy_version
 from ..cloud import SimCloud
-from ..controllers.base import WorkQueue
+from ..controllers.base import Controller, WorkQueue
 from ..metrics import Metrics
 from ..nodes.workloads import Workloads
 from ..scenarios import SCENARIOS
@@ -42,7 +42,7 @@ from ..timing import Clock
 from . import addons
 from .backend import Backend
 from .kube import Kube
-from .kubelet import AgentKubelet, AgentRecorder
+from .kubelet import AgentKubelet, AgentRecorder, NodeExpansion
 from .nodes import NodeAgent
 from .store import RemoteStore
 
@@ -187,7 +187,8 @@ class Agent:
                                describe_volume=cloud.backend.volume_state, silent_nodes=silent)
         store.add_listener(lambda *_: queue.dirty.set())
         store.before_pod_removed.append(nodes.release_pod)
-        self.tasks.append(loop.create_task(self._reconcile(kubelet, queue)))
+        expansion = NodeExpansion(parts, queue, describe_volume=cloud.backend.volume_state)
+        self.tasks.append(loop.create_task(self._reconcile([kubelet, expansion], queue)))
         self.tasks.append(loop.create_task(nodes.run()))
 
         component_logs = opts.component_logs
@@ -212,16 +213,17 @@ class Agent:
                 "scenarios": sorted(opts.scenarios), "kubernetes": git_version,
                 "pid": os.getpid()}
 
-    async def _reconcile(self, kubelet: AgentKubelet, queue: WorkQueue) -> None:
-        """The sim's controller loop, with the kubelet as its one member."""
+    async def _reconcile(self, members: list[Controller], queue: WorkQueue) -> None:
+        """The sim's controller loop, with the kubelet's parts as its members."""
         queue.dirty.set()
         while True:
             await queue.dirty.wait()
             queue.dirty.clear()
-            try:
-                kubelet.reconcile()
-            except Exception:
-                log.exception("kubelet reconcile failed")
+            for member in members:
+                try:
+                    member.reconcile()
+                except Exception:
+                    log.exception("%s reconcile failed", type(member).__name__)
             await asyncio.sleep(0.005)  # let a burst of watch events land as one pass
 
     # -- stop -------------------------------------------------------------------------

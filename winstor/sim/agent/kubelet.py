@@ -35,6 +35,7 @@ from typing import Any
 from ..api.errors import ApiError
 from ..api.events import Recorder
 from ..controllers.base import ATTACHMENTS, CSINODES, NODES, PODS, PVCS, PVS, terminating
+from ..controllers.expansion import Expansion
 from ..controllers.kubelet import Kubelet, PodFailed
 from ..controllers.volumes import EBS, Volumes, parse_gib
 from ..nodes.workloads import volume_id_of
@@ -226,3 +227,35 @@ class AgentKubelet(Kubelet):
                         "registered CSI drivers")
             await self._backoff(pod, attempt)
             attempt += 1
+
+
+class NodeExpansion(Expansion):
+    """The kubelet's half of growing a claim (online expansion): for a claim the real
+    external-resizer left `NodeResizePending`, the node plugin's NodeExpandVolume on the
+    node where a pod runs with it (csi-proxy's ResizeVolume in the Windows model), then the
+    claim's new capacity and `FileSystemResizeSuccessful` - the sim's `Expansion`, whose
+    controller side (expand controller, external-resizer, ModifyVolume) the real
+    components play here, so it is switched off."""
+
+    def __init__(self, *args: Any, describe_volume: Callable[[str], dict | None],
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.describe_volume = describe_volume
+
+    def _controller_side(self, pvc: dict, pv: dict, want: Any) -> None:
+        return None
+
+    async def _node_expand(self, pvc: dict, pv: dict, pod: dict) -> None:
+        """The disk the node sees is EC2's volume, which the real EBS CSI controller grew
+        (ModifyVolume in moto): its size first, then the sim's node expansion."""
+        volume_id = volume_id_of(pv) or ""
+        volume = self.cluster.workloads.volumes.get(volume_id)
+        if volume is not None:
+            loop = asyncio.get_running_loop()
+            try:
+                state = await loop.run_in_executor(None, self.describe_volume, volume_id)
+            except Exception as err:  # the expansion is retried on the next pass
+                log.info("describing %s: %s", volume_id, err)
+                return
+            volume.size_gib = max(volume.size_gib, int((state or {}).get("size_gib") or 0))
+        await super()._node_expand(pvc, pv, pod)
