@@ -439,3 +439,56 @@ def test_facts_carry_the_servers_version_and_where_verdicts_were_reached() -> No
     facts._server_facts(SimpleNamespace(platform=profiles.EKS,
                                         api=SimpleNamespace(version=broken)), eks, problems)
     assert problems == ["reading /version failed: refused"]
+
+
+# ------------------------------------------------- the catalog on broken clusters
+
+
+def _agent_present() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("winstor.sim.agent") is not None
+
+
+needs_agent = pytest.mark.skipif(not _agent_present(),
+                                 reason="the node agent (winstor.sim.agent) is not there")
+
+
+@needs_binaries
+@needs_agent
+@pytest.mark.parametrize("pair", [("intree-without-csi-driver", "ebs-attach-fails"),
+                                  # cp-1 is the seed's picture (Windows Server 2019), as
+                                  # the table's build phrases expect; cp-2 runs 2022.
+                                  ("wrong-windows-build", "image-pull-fails")])
+def test_broken_clusters_fail_what_they_break_on_this_profile(pair: tuple[str, str],
+                                                              tmp_path: Path) -> None:
+    """The embedded cluster's scenario table (test_scenarios.EXPECTED) holds against the
+    real control plane too: each scenario fails exactly its checks, naming the cause -
+    the CSI driver missing (no controller started, no CSIDriver), EC2 refusing
+    AttachVolume (which the real attacher reports), the image pull failing, a build the
+    image does not match. The checks the profile lacks skip instead."""
+    from helpers import run_suite
+    from test_scenarios import EXPECTED
+    from winstor.targets import profiles
+
+    result = run_suite(["--profile", "controlplane", "--sim-clusters", "2",
+                        "--sim-scenario", f"cp-1:{pair[0]}", "--sim-scenario",
+                        f"cp-2:{pair[1]}"], tmp_path, timeout=900)
+    lacking = {"SHARE-AWS-01", "SMB-CSI-01", "SMB-CSI-02", "SMB-CSI-03"}
+    assert set(profiles.CONTROLPLANE.lacks) == {"smb_csi", "shares"}
+    for cluster, scenario in zip(("cp-1", "cp-2"), pair, strict=True):
+        outcomes = {k.split(":", 1)[1]: v for k, v in result.outcomes.items()
+                    if k.startswith(f"{cluster}:")}
+        messages = {k.split(":", 1)[1]: v for k, v in result.messages.items()
+                    if k.startswith(f"{cluster}:")}
+        assert outcomes, result.output[-3000:]
+        expected = {c: p for c, p in EXPECTED[scenario].items() if c not in lacking}
+        failed = {c for c, o in outcomes.items() if o == "failed"}
+        assert failed == set(expected), (
+            f"{cluster} ({scenario}): unexpected failures {sorted(failed - set(expected))}; "
+            f"missing failures {sorted(set(expected) - failed)}\n{result.output[-4000:]}")
+        for check, phrase in expected.items():
+            assert phrase in messages[check], f"{cluster} {check}: {messages[check][:1500]}"
+        assert {c for c, o in outcomes.items() if o == "skipped"} == lacking
+        assert all("profile controlplane: " in messages[c] for c in lacking)
+    assert result.code == 1
