@@ -105,7 +105,10 @@ def outcomes(pytest_output: str) -> str:
     """pytest's closing counts ("24 passed, 1 failed, 4 skipped") from a run's output."""
     import re
 
-    found = re.findall(r"(\d+) (passed|failed|skipped|errors?)\b", pytest_output[-600:])
+    closing = [line for line in pytest_output.splitlines()
+               if re.search(r"\d+ (passed|failed|skipped|errors?)\b.* in [\d.]+s", line)]
+    found = re.findall(r"(\d+) (passed|failed|skipped|errors?)\b", closing[-1] if closing
+                       else "")
     return ", ".join(f"{n} {what}" for n, what in found)
 
 

@@ -137,9 +137,26 @@ def parse_scenarios(specs: Iterable[str], count: int) -> dict[str, list[str]]:
     return out
 
 
+PORT_RANGE = (20000, 32767)
+"""Where ports are picked: below Linux's ephemeral range (32768-60999), from which the
+kernel hands out `bind(0)` ports and outgoing connections' ports - so another process
+cannot be given the port between our check and the component's bind (the Go
+components take a port number, not a socket)."""
+
+
 def free_port() -> int:
-    """A port nothing listens on now (the component binds it a moment later)."""
-    with socket.socket() as s:
+    """A loopback port nothing listens on now (the component binds it a moment later)."""
+    import random
+
+    for _ in range(64):
+        port = random.randint(*PORT_RANGE)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # the range is crowded: any free port, as the kernel picks
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
