@@ -45,3 +45,12 @@ def check_of(item: pytest.Item) -> tuple[str, str, int] | None:
     if mark is None:
         return None
     return mark.args[0], mark.args[1], mark.kwargs.get("order", 50)
+
+
+def parse_nodeid(nodeid: str) -> tuple[str, str] | None:
+    """(cluster, check id) from `path::test[cluster:CHECK-ID]` (xdist may add `@group`)."""
+    if "[" not in nodeid or "]" not in nodeid:
+        return None
+    param = nodeid[nodeid.rindex("[") + 1:nodeid.rindex("]")]
+    cluster, sep, check = param.rpartition(":")
+    return (cluster, check) if sep and cluster and check else None

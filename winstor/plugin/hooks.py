@@ -333,8 +333,6 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: Any
     "worker 'gw0' crashed while running '<node id>'". Say it is lost, and why (the worker's
     end as xdist saw it), and label it with its cluster and check like any check's report,
     so that every report - junit.xml, results.json, the terminal - carries it once, alike."""
-    from winstor.plugin.runrecord import parse_nodeid
-
     node = getattr(report, "node", None)
     worker = getattr(getattr(node, "gateway", None), "id", "?")
     state = report.node.config.stash[STATE] if node is not None else None
@@ -344,7 +342,7 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: Any
                        + (f" ({error})" if error else "")
                        + "; it died without a report (killed, out of memory or an interpreter "
                          "crash), so the check has no verdict and is not run again")
-    ids = parse_nodeid(crashitem)
+    ids = checks.parse_nodeid(crashitem)
     if ids:
         report.winstor_cluster, report.winstor_check = ids
 
@@ -373,8 +371,7 @@ def pytest_runtest_logfinish(nodeid: str, location: Any) -> None:
 
 
 def _ids(nodeid: str) -> tuple[str, str] | None:
-    from winstor.plugin.runrecord import parse_nodeid
-    return parse_nodeid(nodeid)
+    return checks.parse_nodeid(nodeid)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from winstor.plugin.checks import parse_nodeid
 from winstor.plugin.reportconfig import (
     Options,
     bundle_config,
@@ -56,15 +57,6 @@ class CheckRecord:
     diagnostic_files: dict[str, str] = dataclasses.field(default_factory=dict)
     decided: bool = False
     worker: str | None = None
-
-
-def parse_nodeid(nodeid: str) -> tuple[str, str] | None:
-    """(cluster, check id) from `path::test[cluster:CHECK-ID]` (xdist may add `@group`)."""
-    if "[" not in nodeid or "]" not in nodeid:
-        return None
-    param = nodeid[nodeid.rindex("[") + 1:nodeid.rindex("]")]
-    cluster, sep, check = param.rpartition(":")
-    return (cluster, check) if sep and cluster and check else None
 
 
 class RunReports:
