@@ -14,6 +14,7 @@ import sys
 import zlib
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -114,6 +115,26 @@ def test_bare_run_writes_valid_reports(bare_run: tuple[str, Path, dict]) -> None
             assert node["csi_proxy_version"]
         names = {p["name"] for p in cluster["timeline"]}
         assert {"pod start", "node probe start", "check", "image pull"} <= names
+        # Where the verdicts were reached, in results.json and on the page.
+        assert cluster["facts"]["target"].startswith("embedded cluster (EKS flavour")
+        assert "not EKS" in cluster["facts"]["target"]
+    assert "verdicts reached on" in (run_dir / "report.html").read_text()
+
+
+def test_where_a_verdict_is_reached_is_said_for_every_kind_of_target() -> None:
+    from winstor.plugin.runstate import RunState
+
+    def where(profile: str, use_sim: bool) -> str:
+        settings = SimpleNamespace(profile=profile, use_sim=use_sim)
+        return RunState.where(SimpleNamespace(settings=settings), "ctx")  # type: ignore[arg-type]
+
+    assert where("eks", False) == "kubeconfig context ctx: the cluster itself"
+    assert where("eks", True).startswith("embedded cluster (EKS flavour")
+    assert where("kind", True).startswith("embedded cluster (kind flavour")
+    assert where("kind", False).startswith("kind cluster, context ctx")
+    assert where("controlplane", False).startswith("control-plane profile: real kube-apiserver")
+    assert all("not EKS" in where(p, s) for p, s in
+               (("eks", True), ("kind", True), ("kind", False), ("controlplane", False)))
 
 
 def test_report_renders_again_from_results(bare_run: tuple[str, Path, dict],

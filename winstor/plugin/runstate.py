@@ -18,6 +18,7 @@ from winstor.cluster.target import Cluster
 from winstor.plugin.settings import Settings
 from winstor.targets.controlplane.process import ControlPlaneProcess
 from winstor.targets.embedded import LaunchError, SimProcess
+from winstor.targets.profiles import get as get_profile
 
 
 @dataclass
@@ -89,8 +90,25 @@ class RunState:
                         kubeconfig=self.sim_kubeconfig or self.settings.kubeconfig,
                         aws_env=dict(self.cluster_aws_envs.get(name, self.sim_aws_env)),
                         keep_on_failure=self.settings.keep_on_failure)
+            c.facts["where"] = self.where(target.context or name)
             self.clusters[name] = c
             return c
+
+    def where(self, context: str) -> str:
+        """Where this run's verdicts on a cluster are reached, for every report: an
+        emulated result must never read as a result on EKS."""
+        s = self.settings
+        profile = get_profile(s.profile)
+        if profile.where:
+            return profile.where
+        if s.use_sim:
+            flavour = "kind flavour" if s.profile == "kind" else "EKS flavour"
+            return (f"embedded cluster ({flavour}, started by the run): winstor's emulated API "
+                    "server, controllers, nodes and Windows models, AWS in moto - not EKS")
+        if s.profile == "kind":
+            return (f"kind cluster, context {context}: Linux stand-ins for the Windows nodes "
+                    "(PowerShell 7), FSx in moto - not EKS")
+        return f"kubeconfig context {context}: the cluster itself"
 
     def stop(self) -> None:
         if self.sim is not None:
