@@ -124,6 +124,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     "ebs-modify-refused": {"EBS-RESIZE-01": "api error UnauthorizedOperation"},
     "defragsvc-disabled": {"EBS-RESIZE-01": "StorageWMI 4,Get-PartitionSupportedSize"},
     "retain-ignored": {"EBS-RETAIN-01": "has reclaim policy Delete, not Retain"},
+    "volumes-retained": {"EBS-CLEANUP-01": "still exists (available) after its claim"},
     "one-windows-node-per-zone": {
         "EBS-MOVE-01": "had volume node affinity conflict",
         "EBS-MOVE-02": "no other Ready, schedulable Windows node of build 10.0.17763 in zone",

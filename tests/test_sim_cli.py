@@ -22,7 +22,8 @@ SCENARIOS = {"no-csi-proxy", "smb-mapping-missing", "image-pull-fails", "ebs-att
              "pod-security-off", "volume-loses-data", "ebs-wrong-type", "binds-before-consumer",
              "share-not-shared", "share-read-only", "ebs-fstype-ignored", "claim-not-mounted"}
 SCENARIOS |= {"resize-admission-off", "ebs-modify-refused", "defragsvc-disabled",  # EBS lifecycle
-              "retain-ignored", "one-windows-node-per-zone", "attach-limit-reached"}
+              "retain-ignored", "one-windows-node-per-zone", "attach-limit-reached",
+              "volumes-retained"}
 SCENARIOS |= {"smb-csi-node-plugin-missing", "smb-share-credentials-wrong",  # SMB CSI, shares
               "smb-share-server-unresolvable", "file-gateway-not-joined"}
 

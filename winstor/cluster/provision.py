@@ -29,6 +29,7 @@ from winstor.cluster.target import MANAGED_BY, RUN_LABEL, Cluster
 from winstor.cluster.waits import (
     WaitFailed,
     default_terminal_event,
+    no_terminal_event,
     pod_ready,
     pod_terminal_state,
     scheduling_terminal_event,
@@ -76,25 +77,88 @@ def namespace_name(cluster: Cluster, suffix: str = "") -> str:
 
 
 def ensure_namespace(cluster: Cluster, name: str, level: str) -> dict:
-    """A labelled namespace enforcing Pod Security `level` (privileged for hostPath)."""
+    """A labelled namespace enforcing Pod Security `level` (privileged for hostPath).
+
+    One that already exists with this run's and this cluster's labels was made by a
+    predecessor: an xdist worker of this run that died (SIGKILL, out of memory) with the
+    cluster's checks half done, whose replacement runs the rest. What it left is in no
+    known state - a pod mid-replacement, a claim mid-deletion, a node probe half begun -
+    so it goes, with what it owned, and the namespace is made anew for this worker's
+    fixtures, exactly as a fresh run makes it (`replace_predecessor`)."""
     labels = {**cluster.labels(), f"{PSA}/enforce": level, f"{PSA}/warn": level,
               f"{PSA}/audit": level}
     obj = {"apiVersion": "v1", "kind": "Namespace",
            "metadata": {"name": name, "labels": labels}}
     with cluster.phase("namespace", name):
+        try:
+            return cluster.api.create(NAMESPACES, obj)
+        except KubeError as err:
+            if err.status != 409:
+                raise
+            existing = cluster.api.get_or_none(NAMESPACES, name)
+            if existing is None or not _same_run(existing, cluster):
+                raise  # someone else's: never ours to replace
+        cluster.facts.setdefault("notes", []).extend(replace_predecessor(cluster, existing))
         return cluster.api.create(NAMESPACES, obj)
 
 
-def delete_namespace(cluster: Cluster, name: str) -> list[str]:
-    """Delete and wait (bounded); return what still holds it, with finalizers."""
+def _same_run(obj: dict, cluster: Cluster) -> bool:
+    labels = obj["metadata"].get("labels") or {}
+    mine = cluster.labels()
+    return all(labels.get(k) == v for k, v in mine.items())
+
+
+def replace_predecessor(cluster: Cluster, namespace: dict) -> list[str]:
+    """Remove a namespace a dead worker of this run made, and what it made along with it:
+    the namespace's objects, the cluster-scoped objects it owns (an SMB class, a static
+    volume), and the volumes its claims left (`remove_claim_leftovers`). Raises
+    ProvisionError (one line) when something stays; returns what was done."""
     api = cluster.api
+    name, uid = namespace["metadata"]["name"], namespace["metadata"].get("uid")
+    mine = claim_volumes(cluster, name)
+    left = delete_namespace(cluster, name, sweep_volumes=False)
+    if left:
+        raise ProvisionError(f"namespace {name} of this run was left by a worker that died, "
+                             f"and cannot be removed: {'; '.join(left[:3])}")
+    owned = [(res, obj["metadata"]["name"]) for res in (STORAGECLASSES, PVS)
+             for obj in api.items(res, label_selector=f"{RUN_LABEL}={cluster.run_id}")
+             if uid and any(ref.get("uid") == uid
+                            for ref in obj["metadata"].get("ownerReferences") or [])]
+    for res, obj_name in owned:
+        api.delete(res, obj_name)
+    for res, obj_name in owned:
+        wait_gone(api, res, obj_name, None, what=f"{res.plural[:-1]} {obj_name} to go",
+                  timeout=cluster.timeouts.pv_delete)
+    try:
+        volumes = remove_claim_leftovers(cluster, mine)
+    except VolumesStay as err:
+        raise ProvisionError(f"namespace {name} of this run was left by a worker that died: "
+                             f"{err}") from None
+    return [f"namespace {name} was left by a worker of this run that died: removed with its "
+            f"objects{' and ' + ', '.join(f'{r.plural}/{n}' for r, n in owned) if owned else ''}"
+            ", made anew", *volumes]
+
+
+def delete_namespace(cluster: Cluster, name: str, sweep_volumes: bool = True) -> list[str]:
+    """Delete and wait (bounded); return what still holds it, with finalizers. Once it is
+    gone, the volumes its claims left are removed too (`remove_claim_leftovers`: the safety
+    net for every claim of the run, whatever its reclaim policy); what was removed goes to
+    the cluster's notes, what stays is returned with the rest."""
+    api = cluster.api
+    mine = claim_volumes(cluster, name) if sweep_volumes else None
     api.delete(NAMESPACES, name)
     try:
         wait_gone(api, NAMESPACES, name, None, what=f"namespace {name} to be deleted",
                   timeout=cluster.timeouts.namespace_delete)
-        return []
     except WaitFailed:
         return leftovers_in(cluster, name)
+    if mine is None:
+        return []
+    try:
+        cluster.facts.setdefault("notes", []).extend(remove_claim_leftovers(cluster, mine))
+    except VolumesStay as err:
+        return [str(err)]
+    return []
 
 
 def leftovers_in(cluster: Cluster, namespace: str) -> list[str]:
@@ -371,7 +435,11 @@ def create_pod(cluster: Cluster, body: dict) -> dict:
 
 
 def delete_claim_and_volume(cluster: Cluster, namespace: str, claim: str) -> str | None:
-    """Delete the claim; wait until its PV is gone; return the PV name it had."""
+    """Delete the claim and wait for the provisioner's verdict on its PV (`volume_verdict`):
+    gone, or - reclaim policy Retain, or a deleter that failed - Released or Failed and
+    staying, which this leaves for `remove_claim_leftovers` (so that a check judging what
+    the cluster did with the volume sees the cluster's doing, not winstor's). Returns the
+    PV's name."""
     api = cluster.api
     pvc = api.get_or_none(PVCS, claim, namespace)
     if pvc is None:
@@ -381,6 +449,200 @@ def delete_claim_and_volume(cluster: Cluster, namespace: str, claim: str) -> str
     wait_gone(api, PVCS, claim, namespace, what=f"claim {namespace}/{claim} to go",
               timeout=cluster.timeouts.claim_bound)
     if pv_name:
-        wait_gone(api, PVS, pv_name, None, what=f"persistent volume {pv_name} to be deleted",
-                  timeout=cluster.timeouts.pv_delete)
+        volume_verdict(cluster, pv_name)
     return pv_name
+
+
+# -- volumes that outlive their claims -----------------------------------------------------
+PVC_NAMESPACE_TAG = "kubernetes.io/created-for/pvc/namespace"
+PVC_NAME_TAG = "kubernetes.io/created-for/pvc/name"
+"""Tags the EBS CSI driver (and the in-tree provisioner) put on a volume made for a claim."""
+
+
+class VolumesStay(Exception):
+    """A volume of the run's claims could not be removed (one line: which, and why)."""
+
+
+def given_up(pv: dict) -> bool:
+    """Nobody will delete this PV whose claim is gone: Failed (its deleter failed), Released
+    under a policy that keeps it (Retain), or Available (a static volume never bound, which
+    no provisioner deletes)."""
+    phase = (pv.get("status") or {}).get("phase")
+    policy = pv["spec"].get("persistentVolumeReclaimPolicy", "Delete")
+    return phase in ("Failed", "Available") or (phase == "Released" and policy != "Delete")
+
+
+def volume_verdict(cluster: Cluster, pv_name: str) -> dict | None:
+    """Wait until the provisioner has decided about a PV whose claim is gone: None when it
+    deleted the PV, else the PV as it leaves it (`given_up`). A PV of policy Delete still
+    Released is still being deleted (the volume detaches first): it is waited for, never
+    raced - removing it meanwhile left it stuck behind the provisioner's finalizer. Raises
+    WaitFailed when no verdict comes within the profile's pv_delete."""
+    api = cluster.api
+    what = f"the provisioner to delete or release persistent volume {pv_name}"
+    waited: set[str] = cluster.facts.setdefault(_NO_VERDICT, set())
+    if pv_name in waited:
+        # Waited for in full already (the claim's teardown, then its namespace's): the
+        # answer now is the answer.
+        pv = api.get_or_none(PVS, pv_name)
+        if pv is not None and not given_up(pv):
+            raise WaitFailed(f"{what}: still {(pv.get('status') or {}).get('phase')} after "
+                             f"{cluster.timeouts.pv_delete:.0f}s", obj=pv)
+    else:
+        try:
+            wait_for(api, PVS, pv_name, None, condition=given_up, gone_ok=True, what=what,
+                     timeout=cluster.timeouts.pv_delete, terminal_event=no_terminal_event)
+        except WaitFailed:
+            waited.add(pv_name)
+            raise
+    pv = api.get_or_none(PVS, pv_name)
+    return pv if pv is not None and given_up(pv) else None
+
+
+_NO_VERDICT = "pv_without_verdict"
+"""Key in `Cluster.facts`: PVs whose verdict was waited for to the timeout (not reported)."""
+
+
+def _volume_id(pv: dict) -> str | None:
+    """The EBS volume behind a PV: in-tree (`aws://zone/vol-`) or the EBS CSI driver's."""
+    spec = pv.get("spec") or {}
+    if "awsElasticBlockStore" in spec:
+        return str(spec["awsElasticBlockStore"]["volumeID"]).rsplit("/", 1)[-1]
+    if (spec.get("csi") or {}).get("driver") == "ebs.csi.aws.com":
+        return str(spec["csi"]["volumeHandle"])
+    return None
+
+
+def _claimed_from(pv: dict, namespace: str, claim: str | None) -> bool:
+    ref = pv["spec"].get("claimRef") or {}
+    return ref.get("namespace") == namespace and (claim is None or ref.get("name") == claim)
+
+
+PV_NAME_TAG = "kubernetes.io/created-for/pv/name"
+
+
+def _tagged_volumes(session: Any, pv_names: set[str]) -> dict[str, str]:
+    """EBS volumes made for these PVs that still exist: id -> state. By the PV's name (unique
+    to one claim of one cluster), never by the claim's namespace: a run's namespaces have the
+    same names on every cluster of the run, and clusters may share an AWS account."""
+    from winstor.aws.facts import client
+
+    found: dict[str, str] = {}
+    names = sorted(pv_names)
+    ec2 = client(session, "ec2")
+    for i in range(0, len(names), 100):  # EC2 takes up to 200 values a filter
+        token = None
+        for _ in range(1000):  # pages; bounded
+            page = ec2.describe_volumes(
+                Filters=[{"Name": f"tag:{PV_NAME_TAG}", "Values": names[i:i + 100]}],
+                **({"NextToken": token} if token else {}))
+            for vol in page.get("Volumes") or []:
+                if vol.get("State") not in ("deleting", "deleted"):
+                    found[vol["VolumeId"]] = str(vol.get("State"))
+            token = page.get("NextToken")
+            if not token:
+                break
+    return found
+
+
+@dataclass
+class ClaimVolumes:
+    """What a claim (or every claim of a namespace) had, read while it could be: the names
+    its PVs have or will have (`pvc-<claim uid>`, the provisioners' naming) and the EBS
+    volumes behind them. Read before the claims go, it is what `remove_claim_leftovers`
+    judges after - then the claims can tell nothing any more."""
+
+    namespace: str
+    claim: str | None
+    pv_names: set[str] = field(default_factory=set)
+    volume_ids: set[str] = field(default_factory=set)
+
+
+def claim_volumes(cluster: Cluster, namespace: str, claim: str | None = None,
+                  known: tuple[dict, ...] = ()) -> ClaimVolumes:
+    """The volumes of claim `namespace/claim` (every claim of `namespace` without one), from
+    the claims there now, the claims in `known` (as they were made: a claim a check deleted
+    already), and the PVs of this cluster bound to them."""
+    api = cluster.api
+    claims = [c for c in [*known, *api.items(PVCS, namespace)]
+              if claim is None or c["metadata"]["name"] == claim]
+    out = ClaimVolumes(namespace, claim)
+    for c in claims:
+        out.pv_names.add(f"pvc-{c['metadata']['uid']}")
+        if (c.get("spec") or {}).get("volumeName"):
+            out.pv_names.add(c["spec"]["volumeName"])
+    for pv in api.items(PVS):
+        if _claimed_from(pv, namespace, claim) or pv["metadata"]["name"] in out.pv_names:
+            out.pv_names.add(pv["metadata"]["name"])
+            volume_id = _volume_id(pv)
+            if volume_id:
+                out.volume_ids.add(volume_id)
+    return out
+
+
+def remove_claim_leftovers(cluster: Cluster, mine: ClaimVolumes) -> list[str]:
+    """The safety net for volumes that outlive their claims, whatever the reclaim policy:
+    once the claims `mine` was read from are gone, wait for the provisioner's verdict on
+    each of their PVs (`volume_verdict`), remove the PVs it gave up on and the EBS volumes
+    behind them, and the EBS volumes of those claims that outlived a PV the provisioner did
+    delete (a DeleteVolume that did not delete). Then prove it: none of those PVs in the
+    API, none of those volumes in EC2 but deleted ones (EC2 only where the cluster has
+    AWS). Returns one line per object removed; raises VolumesStay naming what stays."""
+    api = cluster.api
+    namespace, claim = mine.namespace, mine.claim
+    live = {c["metadata"].get("uid") for c in api.items(PVCS, namespace)}
+
+    def released() -> list[dict]:
+        return [pv for pv in api.items(PVS)
+                if (pv["metadata"]["name"] in mine.pv_names
+                    or _claimed_from(pv, namespace, claim))
+                and (pv["spec"].get("claimRef") or {}).get("uid") not in live]
+
+    whose = f"claim {namespace}/{claim}" if claim else f"the claims of namespace {namespace}"
+    done: list[str] = []
+    volumes = set(mine.volume_ids)
+    try:
+        for pv in released():
+            name = pv["metadata"]["name"]
+            mine.pv_names.add(name)
+            kept = volume_verdict(cluster, name)
+            if kept is None:
+                continue  # the provisioner deleted it; EC2 below tells whether the disk went
+            ref = kept["spec"].get("claimRef") or {}
+            api.delete(PVS, name)
+            wait_gone(api, PVS, name, None, what=f"persistent volume {name} to go",
+                      timeout=cluster.timeouts.pv_delete)
+            done.append(f"persistent volume {name} of claim {namespace}/{ref.get('name')} "
+                        f"outlived it ({(kept.get('status') or {}).get('phase')}, reclaim "
+                        f"{kept['spec'].get('persistentVolumeReclaimPolicy')}): deleted")
+            volume_id = _volume_id(kept)
+            if volume_id:
+                volumes.add(volume_id)
+    except (KubeError, WaitFailed) as err:
+        raise VolumesStay(f"persistent volumes of {whose}: {str(err)[:300]}") from None
+    session = cluster.aws_session() if "ebs" not in cluster.platform.lacks else None
+    ec2_left: dict[str, str] = {}
+    if session is not None and (volumes or mine.pv_names):
+        from winstor.aws import ebs
+
+        try:
+            tagged = _tagged_volumes(session, mine.pv_names)
+            for volume_id in sorted(volumes | set(tagged)):
+                what = ebs.delete_volume(session, volume_id, cluster.timeouts.pv_delete)
+                if what != "already gone":
+                    done.append(f"EBS volume {volume_id} of {whose} outlived its persistent "
+                                "volume" + (f" ({tagged[volume_id]})" if volume_id in tagged
+                                            else "") + f": {what}")
+            # delete_volume saw each of these gone or deleted; one more look by tag finds
+            # any volume of these PVs that appeared meanwhile
+            ec2_left = _tagged_volumes(session, mine.pv_names)
+        except Exception as err:  # boto3's errors, ebs.VolumeStays: one line, never lost
+            raise VolumesStay(f"EBS volumes of {whose}: {str(err)[:300]}") from None
+    stays = [f"pv/{pv['metadata']['name']}" for pv in released()]
+    stays += [f"ebs/{v} ({state})" for v, state in ec2_left.items()]
+    if stays:
+        raise VolumesStay(f"volumes of {whose} stay after teardown: {', '.join(stays)}")
+    if done:
+        done.append(f"no volume of {whose} is left (checked in the API"
+                    + (" and EC2)" if session is not None else ")"))
+    return done

@@ -79,6 +79,9 @@ SCENARIOS: dict[str, str] = {
                           "grown EBS volume's NTFS partition keeps its old size.",
     "retain-ignored": "The EBS provisioner gives every persistent volume reclaim policy Delete, "
                       "whatever its class says: deleting a Retain claim deletes its volume.",
+    "volumes-retained": "The EBS CSI controller's DeleteVolume reports success without "
+                        "deleting the EC2 volume: persistent volumes go, their EBS volumes "
+                        "stay behind (available).",
     "one-windows-node-per-zone": "Each zone has one Windows node of the workloads' build: a "
                                  "pod drained off its node, or a second pod of its claim, has "
                                  "no other node in its volume's zone (volume node affinity "
@@ -100,7 +103,7 @@ EKS_ONLY = frozenset({
     "windows-nodes-not-ready", "two-default-classes", "share-not-shared", "share-read-only",
     "ebs-fstype-ignored", "claim-not-mounted", "resize-admission-off", "ebs-modify-refused",
     "defragsvc-disabled", "retain-ignored", "one-windows-node-per-zone",
-    "attach-limit-reached"})
+    "attach-limit-reached", "volumes-retained"})
 
 
 @dataclass(frozen=True)
