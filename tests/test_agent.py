@@ -16,9 +16,10 @@ official Python client - clients nobody here wrote - and boto3 against the agent
   with an exit code, a probe round trip, logs; a deleted pod gone, its replacement
   finding the first pod's files;
 - broken clusters: no EBS CSI driver (no CSINode driver, no controller, the claim never
-  provisioned), image pulls failing, EC2 refusing AttachVolume (the real
-  external-attacher's error, the attach-detach controller's FailedAttachVolume), and a
-  node running another Windows build than its label says.
+  provisioned), EC2 refusing AttachVolume (the real external-attacher's error, the
+  attach-detach controller's FailedAttachVolume), a node running another Windows build
+  than its label says, no csi-proxy (the Windows node plugin crash-looping and never
+  registered, the real provisioner refusing), and image pulls failing.
 
 Each cluster test is one function with one control plane: xdist may put tests on
 different workers, and a control plane per test would cost more than the test.
@@ -493,19 +494,20 @@ def _healthy_cluster(cp: ControlPlane, official_client: Any, began: float) -> No
 
 @needs_binaries
 def test_broken_clusters_fail_where_eks_fails(tmp_path: Path) -> None:
-    scenarios = ["cp-1:intree-without-csi-driver", "cp-1:image-pull-fails",
-                 "cp-2:ebs-attach-fails", "cp-2:wrong-windows-build"]
-    cp = ControlPlane(clusters=2, scenarios=scenarios, workdir=tmp_path / "cp",
+    scenarios = ["cp-1:intree-without-csi-driver", "cp-2:ebs-attach-fails",
+                 "cp-2:wrong-windows-build", "cp-3:no-csi-proxy", "cp-3:image-pull-fails"]
+    cp = ControlPlane(clusters=3, scenarios=scenarios, workdir=tmp_path / "cp",
                       progress=lambda _line: None)
     try:
         cp.start()
-        _no_driver_no_pulls(cp)
+        _no_driver(cp)
         _attach_refused_wrong_build(cp)
+        _no_csi_proxy_no_pulls(cp)
     finally:
         cp.stop()
 
 
-def _no_driver_no_pulls(cp: ControlPlane) -> None:
+def _no_driver(cp: ControlPlane) -> None:
     k = Kubectl(cp.kubeconfig, "cp-1")
     info = cp.info()["clusters"]["cp-1"]
     assert cp.clusters[0].agent["csi_controller"] is False and not info["csi_controller"]
@@ -522,6 +524,35 @@ def _no_driver_no_pulls(cp: ControlPlane) -> None:
                            e["message"] for e in k.events("seed")), timeout=60, every=0.5)
     assert k.json("get", "pvc", "ebs-windows-pv-claim", "-n", "seed")["status"]["phase"] == \
         "Pending"
+
+
+def _no_csi_proxy_no_pulls(cp: ControlPlane) -> None:
+    k = Kubectl(cp.kubeconfig, "cp-3")
+    windows = {n["metadata"]["name"] for n in k.json("get", "nodes")["items"]
+               if n["metadata"]["labels"]["kubernetes.io/os"] == "windows"}
+    for csinode in k.json("get", "csinodes")["items"]:
+        drivers = csinode["spec"].get("drivers") or []
+        assert bool(drivers) == (csinode["metadata"]["name"] not in windows), csinode
+    # The Windows node plugin's driver exits without csi-proxy: its DaemonSet is not Ready.
+    def crashing() -> bool:
+        pods = k.json("get", "pods", "-n", "kube-system", "-l", "app=ebs-csi-node")["items"]
+        waiting = [cs["state"]["waiting"]["reason"] for p in pods
+                   if p["spec"]["nodeName"] in windows
+                   for cs in p["status"].get("containerStatuses") or []
+                   if cs["name"] == "ebs-plugin" and "waiting" in cs["state"]]
+        return waiting == ["CrashLoopBackOff"] * len(windows)
+    eventually(crashing, timeout=60, every=0.5)
+    ds = k.json("get", "daemonset", "ebs-csi-node-windows", "-n", "kube-system")
+    assert ds["status"].get("numberReady", 0) == 0 and ds["status"][
+        "desiredNumberScheduled"] == len(windows)
+    # With no driver registered on the Windows node the real external-provisioner cannot
+    # say where the volume may live (what EKS answers too).
+    _namespace(k, "seed")
+    k.apply(_manifest("storageclass-gp2-windows.yaml"))
+    k.apply(_manifest("pvc-ebs-windows.yaml"), "seed")
+    k.apply(_manifest("deployment-windows-server.yaml"), "seed")
+    eventually(lambda: any(e["reason"] == "ProvisioningFailed" and "no topology key found"
+                           in e["message"] for e in k.events("seed")), timeout=60, every=0.5)
     # image-pull-fails: a servercore pod without a volume meets the failing pull.
     k.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pull"}, "spec": {
         "nodeSelector": {"kubernetes.io/os": "windows"},

@@ -3,7 +3,7 @@
 `AgentKubelet` is the embedded cluster's `Kubelet` (pull, mount, start, stop, with the
 events real kubelets emit) with the three things that differ when the volumes are
 attached by the real attach-detach controller, external-attacher and EBS CSI driver
-instead of the sim's own `Volumes` controller:
+instead of the sim's own `Volumes` controller (and what else differs):
 
 - **Mounting an EBS volume** waits as the kubelet's volume manager does: the volume is
   first listed in the node's `status.volumesInUse`, then the kubelet waits until the
@@ -18,7 +18,10 @@ instead of the sim's own `Volumes` controller:
   grace 0 (`RemoteStore.before_pod_removed` runs between the two), so the volume is
   detached after the unmount, never under a running container.
 - **The add-ons' images** (`602401143452.dkr.ecr...`, `public.ecr.aws/eks-distro/...`)
-  are manifest lists with Windows and Linux images, as the EKS add-ons publish them.
+  are manifest lists with Windows and Linux images, as the EKS add-ons publish them; the
+  EBS CSI node plugin's container crash-loops on a Windows node without csi-proxy's pipes
+  (the driver exits when it cannot reach them), so its DaemonSet is not Ready there.
+- **Node expansion** (`NodeExpansion`): the sim's kubelet half of growing a claim.
 
 `AgentRecorder` records events like the sim's recorder but survives what the real API
 server does to events: a repeated event whose object expired (TTL) is recorded anew,
@@ -29,12 +32,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Callable, Set
 from typing import Any
 
 from ..api.errors import ApiError
 from ..api.events import Recorder
-from ..controllers.base import ATTACHMENTS, CSINODES, NODES, PODS, PVCS, PVS, terminating
+from ..api.store import now_iso
+from ..controllers.base import (
+    ATTACHMENTS,
+    CSINODES,
+    NODES,
+    PODS,
+    PVCS,
+    PVS,
+    set_condition,
+    terminating,
+)
 from ..controllers.expansion import Expansion
 from ..controllers.kubelet import Kubelet, PodFailed
 from ..controllers.volumes import EBS, Volumes, parse_gib
@@ -44,6 +58,9 @@ from .nodes import NodeAgent
 log = logging.getLogger("winstor.sim.agent.kubelet")
 
 ATTACHMENTS_POLL = 0.05
+# What the EBS CSI Windows node plugin mounts of csi-proxy (aws-ebs-csi-driver v1.44
+# node-windows.yaml): without these pipes it exits at start.
+CSI_PROXY_PIPES = ("csi-proxy-disk-v1", "csi-proxy-volume-v1", "csi-proxy-filesystem-v1")
 MULTI_OS_IMAGES = ("602401143452.dkr.ecr.", "public.ecr.aws/eks-distro/",
                    "public.ecr.aws/ebs-csi-driver/")
 
@@ -146,6 +163,55 @@ class AgentKubelet(Kubelet):
                 cur["metadata"].get("finalizers"):
             self.store.remove_now(PODS, meta["namespace"], meta["name"])
         self._stopped.add(meta["uid"])
+
+    def _container_running(self, pod: dict, name: str) -> None:
+        """Running, except the EBS CSI node plugin on a Windows node without csi-proxy: the
+        driver exits at start when it cannot reach csi-proxy's pipes, so its container
+        crash-loops (and the plugin never registers, as `NodeAgent` has it)."""
+        if name == "ebs-plugin" and self._plugin_crashes(pod):
+            self._crash_loop(pod, name)
+            return
+        super()._container_running(pod, name)
+
+    def _plugin_crashes(self, pod: dict) -> bool:
+        labels = pod["metadata"].get("labels") or {}
+        model = self.cluster.workloads.nodes.get(pod["spec"].get("nodeName") or "")
+        return (labels.get("app") == "ebs-csi-node" and model is not None
+                and not set(CSI_PROXY_PIPES) <= model.pipes)
+
+    def _crash_loop(self, pod: dict, name: str) -> None:
+        meta = pod["metadata"]
+        now = now_iso()
+        self._event(pod, "Warning", "BackOff",
+                    f"Back-off restarting failed container {name} in pod "
+                    f"{meta['name']}_{meta['namespace']}({meta['uid']})")
+
+        ip = f"10.{self.cluster.plan.index * 10}.{secrets.randbelow(200) + 20}." \
+             f"{secrets.randbelow(250) + 2}"  # the sandbox's, as the sim's kubelet makes one
+
+        def fn(o: dict) -> None:
+            st = o["status"]
+            if st.get("phase") != "Running":
+                st.update(phase="Running", podIP=ip, podIPs=[{"ip": ip}])
+            spec = {c["name"]: c for c in o["spec"]["containers"]}
+            statuses = {c["name"]: c for c in st.get("containerStatuses") or []}
+            image = spec[name].get("image", "")
+            statuses[name] = {
+                "name": name, "image": image,
+                "imageID": f"{image.split(':')[0]}@sha256:" + "0" * 64,
+                "containerID": "containerd://" + secrets.token_hex(32),
+                "ready": False, "started": False, "restartCount": 5,
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message":
+                                      f"back-off 5m0s restarting failed container={name} "
+                                      f"pod={meta['name']}_{meta['namespace']}({meta['uid']})"}},
+                "lastState": {"terminated": {"exitCode": 1, "reason": "Error",
+                                             "startedAt": now, "finishedAt": now}}}
+            st["containerStatuses"] = [statuses[n] for n in spec if n in statuses]
+            conds = st.setdefault("conditions", [])
+            for t in ("Ready", "ContainersReady"):
+                set_condition(conds, t, "False", "ContainersNotReady",
+                              f"containers with unready status: [{name}]")
+        self._status(pod, fn)
 
     def _pull_error(self, image: str, node_os: str) -> str | None:
         if image.startswith(MULTI_OS_IMAGES):
