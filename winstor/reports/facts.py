@@ -181,7 +181,8 @@ def _server_facts(cluster: Any, out: dict[str, Any], problems: list[str]) -> Non
     on a profile whose verdicts are reached somewhere other than on the cluster itself,
     where: a run on the controlplane profile must never read as a run on EKS."""
     platform = getattr(cluster, "platform", None)
-    where = getattr(platform, "where", "") or cluster.facts.get("where", "")
+    where = getattr(platform, "where", "") or \
+        (getattr(cluster, "facts", None) or {}).get("where", "")
     if where:
         out["facts"]["target"] = where
     version = getattr(cluster.api, "version", None)
