@@ -152,6 +152,20 @@ class AgentKubelet(Kubelet):
                     f"kubelet:{uid}" not in self.manager.tasks:
                 self.manager.spawn(f"kubelet:{uid}", self._run(pod))
 
+    def _status(self, pod: dict, fn: Any) -> None:
+        """The sim's status write, plus what a 1.35 kubelet also reports: `hostIPs`, and the
+        `PodReadyToStartContainers` condition (True once the sandbox has its IP)."""
+        def with_sandbox(o: dict) -> None:
+            fn(o)
+            st = o.setdefault("status", {})
+            if st.get("hostIP") and not st.get("hostIPs"):
+                st["hostIPs"] = [{"ip": st["hostIP"]}]
+            conds = st.get("conditions")
+            if conds is not None:
+                set_condition(conds, "PodReadyToStartContainers",
+                              "True" if st.get("podIP") else "False")
+        super()._status(pod, with_sandbox)
+
     async def _stop(self, pod: dict) -> None:
         """The sim's stop; then, for a pod that someone's finalizer holds, the grace-0
         delete all the same (the sim's store would remove it outright, so its kubelet
