@@ -117,7 +117,12 @@ def _run(args: list[str], tmp_path: Path, at: str | None = None, env: dict | Non
     tmpdir, reports = tmp_path / "tmp", tmp_path / "reports"
     tmpdir.mkdir()
     (tmp_path / "sigterm_at.py").write_text(SIGNALLER)
-    run_env = {**os.environ, **(env or {}), "TMPDIR": str(tmpdir),
+    # Not the outer run's xdist variables: a serial inner run that inherited
+    # PYTEST_XDIST_WORKER would take itself for a worker and signal its parent - the
+    # self-tests' own xdist worker.
+    outer = {k: v for k, v in os.environ.items()
+             if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT_TEST"))}
+    run_env = {**outer, **(env or {}), "TMPDIR": str(tmpdir),
                "WINSTOR_REPORT_DIR": str(reports),
                "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
                "WINSTOR_TEST_SIGNAL_AT": at or "nowhere",
