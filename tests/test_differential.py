@@ -341,6 +341,30 @@ def op_server_side_apply(c: Cluster) -> dict[str, Any]:
             "obj": _get(c, name)}
 
 
+def op_client_side_apply(c: Cluster) -> dict[str, Any]:
+    name = _name("apply")
+    first = c.kubectl("apply", "-f", "-", stdin=json.dumps(_cm(name, {"a": "1", "b": "2"})))
+    second = c.kubectl("apply", "-f", "-", stdin=json.dumps(_cm(name, {"a": "2"})))
+    return {"first": _kubectl_outcome(first), "second": _kubectl_outcome(second),
+            "obj": _get(c, name)}
+
+
+def op_delete_foreground(c: Cluster) -> dict[str, Any]:
+    parent = _name("fg-parent")
+    made = c.core.create_namespaced_config_map(NS, _cm(parent))
+    child = _cm(_name("fg-child"))
+    child["metadata"]["ownerReferences"] = [{"apiVersion": "v1", "kind": "ConfigMap",
+                                             "name": parent, "uid": made.metadata.uid}]
+    c.core.create_namespaced_config_map(NS, child)
+    out = c.kubectl("delete", "configmap", parent, "--cascade=foreground", "--wait=true",
+                    "--timeout=30s")
+    deadline = time.monotonic() + 20
+    while _get(c, child["metadata"]["name"]) is not None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return {"kubectl": _kubectl_outcome(out), "parent": _get(c, parent) is not None,
+            "child": _get(c, child["metadata"]["name"]) is not None}
+
+
 # name -> (operation, divergence of the embedded cluster or None)
 CASES: dict[str, tuple[Callable[[Cluster], dict[str, Any]], str | None]] = {
     "create": (op_create, None),
@@ -364,6 +388,8 @@ CASES: dict[str, tuple[Callable[[Cluster], dict[str, Any]], str | None]] = {
     "chunked-list": (op_chunked_list,
                      "limit/continue ignored: one page of 5 (real: pages 2, 2, 1)"),
     "watch-from-rv": (op_watch_from_rv, None),
+    "client-side-apply": (op_client_side_apply, None),
+    "delete-foreground": (op_delete_foreground, None),
     "server-side-apply": (op_server_side_apply,
                           "no server-side apply: PATCH apply-patch+yaml fails "
                           "(real: creates, conflicts)"),
@@ -399,6 +425,8 @@ REAL_SAYS: dict[str, dict[str, Any]] = {
     "cascade-orphan": {"kubectl": _OK, "parent": False, "child_owner_refs": 0},
     "chunked-list": {"pages": [2, 2, 1], "all": True, "kubectl": 5},
     "watch-from-rv": {"events": [("MODIFIED", "1"), ("DELETED", "1")]},
+    "client-side-apply": {"first": _OK, "second": _OK, "obj": {"data": {"a": "2"}, "labels": {}}},
+    "delete-foreground": {"kubectl": _OK, "parent": False, "child": False},
     "server-side-apply": {"apply": _OK, "conflict": {"rc": 1, "reason": None},
                           "obj": {"data": {"a": "1"}, "labels": {"l": "1"}}},
 }
