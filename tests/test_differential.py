@@ -365,6 +365,27 @@ def op_delete_foreground(c: Cluster) -> dict[str, Any]:
             "child": _get(c, child["metadata"]["name"]) is not None}
 
 
+def op_namespace_termination(c: Cluster) -> dict[str, Any]:
+    ns = _name("diff-ns")
+    c.core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    c.core.create_namespaced_config_map(ns, _cm("inside"))
+    c.core.delete_namespace(ns)
+    try:
+        phase = c.core.read_namespace(ns).status.phase
+    except ApiException as err:
+        phase = err.status
+    deadline = time.monotonic() + 60
+    gone = False
+    while not gone and time.monotonic() < deadline:
+        try:
+            c.core.read_namespace(ns)
+            time.sleep(0.5)
+        except ApiException as err:
+            gone = err.status == 404
+    return {"phase_after_delete": phase, "gone": gone,
+            "create_in_gone": _call(c.core.create_namespaced_config_map, ns, _cm("late"))}
+
+
 # name -> (operation, divergence of the embedded cluster or None)
 CASES: dict[str, tuple[Callable[[Cluster], dict[str, Any]], str | None]] = {
     "create": (op_create, None),
@@ -390,6 +411,9 @@ CASES: dict[str, tuple[Callable[[Cluster], dict[str, Any]], str | None]] = {
     "watch-from-rv": (op_watch_from_rv, None),
     "client-side-apply": (op_client_side_apply, None),
     "delete-foreground": (op_delete_foreground, None),
+    "namespace-termination": (op_namespace_termination,
+                              "a deleted namespace is gone at once: no Terminating phase "
+                              "(real: Terminating, then 404)"),
     "server-side-apply": (op_server_side_apply,
                           "no server-side apply: PATCH apply-patch+yaml fails "
                           "(real: creates, conflicts)"),
@@ -427,6 +451,8 @@ REAL_SAYS: dict[str, dict[str, Any]] = {
     "watch-from-rv": {"events": [("MODIFIED", "1"), ("DELETED", "1")]},
     "client-side-apply": {"first": _OK, "second": _OK, "obj": {"data": {"a": "2"}, "labels": {}}},
     "delete-foreground": {"kubectl": _OK, "parent": False, "child": False},
+    "namespace-termination": {"phase_after_delete": "Terminating", "gone": True,
+                              "create_in_gone": {"status": 404, "reason": "NotFound"}},
     "server-side-apply": {"apply": _OK, "conflict": {"rc": 1, "reason": None},
                           "obj": {"data": {"a": "1"}, "labels": {"l": "1"}}},
 }
