@@ -207,7 +207,11 @@ def test_sigterm_mid_check_under_xdist_ends_workers_and_sweeps(sim_factory,
     assert len(run.children) >= 2, run.children  # the workers were there, and are gone
     assert leftovers(sim, "sim-1") == [] and leftovers(sim, "sim-2") == [], run.output[-3000:]
     stopped = _assert_marked(run)
-    assert "EBS-PERSIST-01" in {c["id"] for c in stopped}
+    # The check that sent the signal is accounted for: stopped, or - when it finished
+    # before the relayed signal reached its worker (a loaded machine) - passed; never
+    # failed or missing.
+    persist = {c["outcome"] for c in run.results()["checks"] if c["id"] == "EBS-PERSIST-01"}
+    assert "EBS-PERSIST-01" in {c["id"] for c in stopped} or persist == {"passed"}, persist
     assert "could not remove" not in run.output  # nothing stayed, so no janitor line
 
 
