@@ -23,6 +23,11 @@ Against fresh `winstor sim up` processes, measures and prints one report:
             components, emulated nodes and AWS) beside the embedded cluster's: wall
             time, CPU, API requests (needs the built binaries; skipped, saying so,
             without them)
+  fleet     many clusters in one run at the eks-like time scale: 1 cluster serial
+            against 16 clusters with -n 16 (--fleet-clusters, --fleet-workers), wall
+            time, CPU and memory (peak RSS per worker, controller, embedded cluster,
+            total); then the fleet with one cluster broken (ebs-attach-fails on
+            cluster 7) and one unreachable: every check reported once, nothing left
 
 then the issue's targets with the measured value and met / NOT MET. Every
 figure about a cluster is read from that cluster's /metrics. `--quick` runs
@@ -46,10 +51,10 @@ from winstor.config import Timeouts
 from winstor.sim.timing import EKS_LATENCY, MINIMUM_PARTS, minimum_critical_seconds
 from winstor.targets.embedded import LaunchError
 
-from . import faults, polling, simspeed
+from . import faults, fleet, polling, simspeed
 from .catalog import DEFAULT_SCALE, CatalogRun, run_catalog
 
-PARTS = ("catalog", "eks-like", "poll", "faults", "ready", "exec", "controlplane")
+PARTS = ("catalog", "eks-like", "poll", "faults", "ready", "exec", "controlplane", "fleet")
 MINIMUM_NOTE = (
     "minimum = " + " + ".join(f"{n} x {what} {EKS_LATENCY[what]:g} s" for what, n in MINIMUM_PARTS)
     + f" = {minimum_critical_seconds():g} s (EKS_LATENCY): one servercore pull, the two "
@@ -160,6 +165,10 @@ def measure(args: argparse.Namespace, say: Any) -> dict[str, Any]:
             out["controlplane"] = {
                 "embedded": {**base.summary(), "checks": controlplane.outcomes(base.tail)},
                 "controlplane": controlplane.run(DEFAULT_SCALE).summary()}
+    if "fleet" in args.parts:
+        out["fleet"] = fleet.measure(args.fleet_clusters,
+                                     args.fleet_workers or [args.fleet_clusters],
+                                     args.eks_like_scale, say)
     return out
 
 
@@ -310,16 +319,19 @@ def report(doc: dict[str, Any]) -> str:
         cores = m["cores"] or 1
         out += ["Catalog wall time (pytest subprocess, fresh sim each)", table(
             ("clusters", "workers", "wall s", "exit", "vs 1 cluster serial",
-             "CPU s (pytest + sim)", f"CPU / {cores} cores s"),
+             "CPU s (pytest + sim)", f"CPU / {cores} cores s", "MB per worker (max)",
+             "MB total"),
             [(r["clusters"], r["workers"], f"{r['wall_seconds']:.1f}", r["exit_code"],
               f"{r['wall_seconds'] / base:.2f}" if base else "",
               f"{_cpu(r):.1f}" if _cpu(r) is not None else "-",
-              f"{_cpu(r) / cores:.1f}" if _cpu(r) is not None else "-")
+              f"{_cpu(r) / cores:.1f}" if _cpu(r) is not None else "-",
+              _mb((r.get("memory") or {}).get("per_worker_max_mb")),
+              _mb((r.get("memory") or {}).get("total_mb")))
              for r in doc["catalog"]]),
             "  CPU = user + system seconds of the pytest process and its xdist workers, plus the "
             "embedded cluster's during the run. A run cannot take less wall time than its CPU "
             "over the cores: when that floor is near the wall time, the run is CPU-bound on "
-            "this machine.", ""]
+            "this machine.", f"  {MEMORY_NOTE}", ""]
     per = _cluster_rows(doc)
     if per:
         rows = []
@@ -389,8 +401,58 @@ def report(doc: dict[str, Any]) -> str:
                          f"p90 {e['p90'] * 1000:.1f} ms over {e['samples']}"))
         out += ["Embedded cluster", table(("measure", "median", "spread"), rows), ""]
     out += _controlplane_section(doc)
-    out += ["Targets (issue #7)", table(("target", "measured", "verdict"), targets(doc))]
+    out += _fleet_section(doc)
+    out += ["Targets (issue #7)", table(("target", "measured", "verdict"), targets(doc)), "",
+            "Targets (issue #16: many clusters)", table(("target", "measured", "verdict"),
+                                                        fleet_targets(doc))]
     return "\n".join(out)
+
+
+MEMORY_NOTE = (
+    "memory = peak resident set size: of each pytest process (ru_maxrss, from "
+    "bench.procstats: the kernel's own high-water mark) and of the embedded cluster (VmHWM); "
+    "total = all of them added up, each at its own peak, so at most what was resident at once.")
+
+
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _fleet_section(doc: dict[str, Any]) -> list[str]:
+    f = doc.get("fleet")
+    if not f:
+        return []
+    cores = doc["machine"]["cores"] or 1
+    out = [f"Many clusters in one run (time scale {f['time_scale']:g}, fresh sim each)", table(
+        ("run", "wall s", "vs 1 cluster", "CPU s (pytest + sim)", f"CPU / {cores} cores s",
+         "MB per worker (max)", "MB controller", "MB sim", "MB total"),
+        fleet.rows(f, cores))]
+    for r in [*f["fleet"], f["broken"]]:
+        phases = [p for p in r.get("processes") or [] if p["role"] == "worker"]
+        if phases:
+            cpus = sorted(p["cpu_seconds"] for p in phases)
+            out.append(f"  {r['clusters']} clusters -n {r['workers']}: CPU per worker "
+                       f"{cpus[0]:.1f}-{cpus[-1]:.1f} s (median {cpus[len(cpus) // 2]:.1f}), "
+                       f"embedded cluster {r['cpu_seconds'].get('sim') or 0:.1f} s")
+    broken = f["broken"]
+    out.append(f"  broken fleet: outcomes per cluster {_outcomes(broken)}")
+    out += [f"  {MEMORY_NOTE}", ""]
+    return out
+
+
+def _outcomes(run: dict[str, Any]) -> str:
+    """`14 x all passed, sim-7 19 passed 10 failed, unreachable-1 29 error`."""
+    healthy = [c for c, per in run["checks"].items() if set(per) == {"passed"}]
+    rest = [f"{c} " + " ".join(f"{n} {o}" for o, n in sorted(per.items()))
+            for c, per in run["checks"].items() if c not in healthy]
+    return ", ".join([f"{len(healthy)} x all passed", *rest])
+
+
+def fleet_targets(doc: dict[str, Any]) -> list[tuple[str, str, str]]:
+    if not doc.get("fleet"):
+        return [("16 clusters in one run <= 1.3 x 1 cluster (time scale 0.05)", "not measured",
+                 "not measured")]
+    return fleet.targets(doc["fleet"], doc["machine"]["cores"] or 1)
 
 
 def _controlplane_section(doc: dict[str, Any]) -> list[str]:
@@ -470,6 +532,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=positive_int, default=3,
                         help="sim starts per size (default 3)")
     parser.add_argument("--execs", type=positive_int, default=30, help="exec samples (default 30)")
+    parser.add_argument("--fleet-clusters", type=positive_int, default=16,
+                        help="clusters of the fleet part (default 16)")
+    parser.add_argument("--fleet-workers", type=positive_int, nargs="+",
+                        help="xdist workers of the fleet part's run(s) (default: one per cluster)")
     parser.add_argument("--json", metavar="PATH", help="also write the measurements as JSON")
     args = parser.parse_args(argv)
     args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
@@ -478,6 +544,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"unknown part(s) {', '.join(unknown)} (known: {', '.join(PARTS)})")
     if args.quick:
         args.parts, args.clusters = ["catalog"], [1]
+    if "fleet" in args.parts and args.fleet_clusters < 2:
+        parser.error("--fleet-clusters: at least 2 (the broken fleet is one cluster broken, one "
+                     "unreachable, the rest healthy)")
     if args.json:
         # Before minutes of measuring, not after.
         where = os.path.dirname(os.path.abspath(args.json))

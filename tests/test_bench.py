@@ -262,3 +262,55 @@ def test_bad_arguments_are_one_line_before_any_measuring(args: list[str], messag
     assert message in proc.stderr.splitlines()[-1]
     assert "Traceback" not in proc.stderr
     assert not any(line.startswith("... ") for line in proc.stderr.splitlines())  # measuring
+
+
+# -- many clusters ----------------------------------------------------------------------------
+def test_fleet_reports_memory_and_finds_nothing_lost_or_leaked(tmp_path: Path) -> None:
+    """The fleet part on a small fleet (2 clusters, the default time scale): the runs'
+    memory is each process's own peak, the broken fleet's verdict comes from what its
+    results.json recorded and what its clusters and moto still hold."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "bench", "--parts", "fleet", "--fleet-clusters",
+                           "2", "--eks-like-scale", "0.002", "--json", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(out.read_text())["fleet"]
+    (run,) = doc["fleet"]
+    assert (run["clusters"], run["workers"], run["exit_code"]) == (2, 2, 0)
+    mem = run["memory"]
+    workers = [p for p in run["processes"] if p["role"] == "worker"]
+    assert mem["workers"] == len(workers) == 2, run["processes"]
+    assert mem["per_worker_max_mb"] == max(p["max_rss_mb"] for p in workers) > 20
+    assert mem["sim_mb"] > 20 and mem["controller_mb"] > 20
+    assert mem["total_mb"] == pytest.approx(sum(p["max_rss_mb"] for p in run["processes"])
+                                            + mem["sim_mb"], abs=0.2)
+    assert run["leaks"] == [] and run["duplicates"] == []
+    broken = doc["broken"]
+    assert broken["verdict"] == [], broken["verdict"]
+    size = sum(doc["one"]["checks"]["sim-1"].values())
+    assert broken["checks"]["unreachable-1"] == {"error": size}
+    assert broken["checks"]["sim-1"].get("failed"), broken["checks"]  # ebs-attach-fails
+    text = proc.stdout
+    assert "Many clusters in one run" in text and "MB per worker (max)" in text
+    assert "nothing lost or leaked with one cluster broken" in text
+    row = next(line for line in text.splitlines() if line.startswith("2 clusters, -n 2"))
+    assert f"{mem['per_worker_max_mb']:.0f}" in row and f"{mem['total_mb']:.0f}" in row
+
+
+def test_a_broken_fleet_with_a_lost_or_leaked_check_is_not_met() -> None:
+    from bench.catalog import CatalogRun
+    from bench.fleet import judge_broken
+
+    def run(checks: dict, leaks: list[str] | None = None, clusters: int = 2) -> CatalogRun:
+        return CatalogRun(clusters, 2, [], "watch", 0.002, 1.0, 1, {}, checks=checks,
+                          unreachable=1, leaks=leaks or [])
+    one = run({"sim-1": {"passed": 3}}, clusters=1)
+    good = {"sim-1": {"passed": 2, "failed": 1}, "sim-2": {"passed": 3},
+            "unreachable-1": {"error": 3}}
+    assert judge_broken(run(good), one, "sim-1") == []
+    lost = {**good, "sim-2": {"passed": 2}}
+    assert "sim-2: 2 checks reported, not 3" in judge_broken(run(lost), one, "sim-1")
+    assert any("left behind" in p for p in judge_broken(run(good, ["aws: ebs/vol-1"]), one,
+                                                         "sim-1"))
+    healthy_failing = {**good, "sim-2": {"passed": 2, "error": 1}}
+    assert any(p.startswith("sim-2:") for p in judge_broken(run(healthy_failing), one, "sim-1"))

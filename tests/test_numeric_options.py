@@ -35,7 +35,7 @@ WINSTOR_OPTIONS = [
 ]
 
 BENCH_OPTIONS = ["--clusters", "--max-workers", "--eks-like-scale", "--poll-interval",
-                 "--rounds", "--execs"]
+                 "--rounds", "--execs", "--fleet-clusters", "--fleet-workers"]
 
 
 def _refuse_to_start(monkeypatch: pytest.MonkeyPatch) -> None:

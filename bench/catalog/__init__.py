@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
@@ -24,11 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from winstor.cluster.kube import Api
+import yaml
+
+from winstor.cluster.kube import NAMESPACES, PODS, PVCS, PVS, STORAGECLASSES, Api
 from winstor.targets.embedded import SimProcess
 
 from ..eventlog import EventLog
 from ..failclock import ENV as FAILCLOCK_ENV
+from ..procstats import ENV as PROCSTATS_ENV
+from ..procstats import read as read_procstats
+from ..procstats import sim_memory_mb
 from ..simmetrics import Costs, costs, scrape
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +57,28 @@ class CatalogRun:
     tail: str = ""
     cpu_pytest: float = 0.0  # user + system seconds of pytest and its xdist workers
     cpu_sim: float | None = None  # of the embedded cluster meanwhile (None: not on Linux)
+    # one line per pytest process (bench.procstats): role, worker, peak RSS, CPU, phases
+    processes: list[dict[str, Any]] = field(default_factory=list)
+    sim_rss_mb: float | None = None  # the embedded cluster's peak RSS (None: not on Linux)
+    unreachable: int = 0  # contexts added whose API server does not answer
+    # what results.json says: checks per cluster and outcome, and records per check
+    checks: dict[str, dict[str, int]] = field(default_factory=dict)
+    duplicates: list[str] = field(default_factory=list)
+    # the run's objects left in any cluster or in EC2 afterwards (None: not looked for)
+    leaks: list[str] | None = None
+
+    def memory(self) -> dict[str, Any]:
+        """Peak resident memory: per worker (the largest and the median), the controller,
+        the embedded cluster, and all of them added up (each at its own peak, so an upper
+        bound of what was resident at once)."""
+        workers = sorted(p["max_rss_mb"] for p in self.processes if p["role"] == "worker")
+        others = [p["max_rss_mb"] for p in self.processes if p["role"] != "worker"]
+        total = sum(workers) + sum(others) + (self.sim_rss_mb or 0.0)
+        return {"workers": len(workers),
+                "per_worker_max_mb": workers[-1] if workers else None,
+                "per_worker_median_mb": workers[len(workers) // 2] if workers else None,
+                "controller_mb": others[0] if others else None, "sim_mb": self.sim_rss_mb,
+                "total_mb": round(total, 1) if self.processes else None}
 
     def summary(self) -> dict[str, Any]:
         return {"clusters": self.clusters, "workers": self.workers, "scenarios": self.scenarios,
@@ -59,15 +87,21 @@ class CatalogRun:
                 "exit_code": self.exit_code,
                 "cpu_seconds": {"pytest": round(self.cpu_pytest, 3),
                                 "sim": None if self.cpu_sim is None else round(self.cpu_sim, 3)},
+                "memory": self.memory(), "processes": self.processes,
+                "unreachable": self.unreachable, "checks": self.checks,
+                "duplicates": self.duplicates, "leaks": self.leaks,
                 "per_cluster": {c: vars(v) for c, v in self.costs.items()}}
 
 
 def run_catalog(clusters: int, workers: int = 1, *, scenarios: tuple[str, ...] = (),
                 env: dict[str, str] | None = None, strategy: str = "watch",
                 record_failures: bool = False, pytest_args: tuple[str, ...] = (),
-                timeouts: str = "sim", time_scale: float = DEFAULT_SCALE) -> CatalogRun:
+                timeouts: str = "sim", time_scale: float = DEFAULT_SCALE,
+                unreachable: int = 0, look_for_leaks: bool = False) -> CatalogRun:
     """One run of the catalog against a fresh sim; `strategy` poll needs `env` to
-    carry the poll interval (see `bench.polling`)."""
+    carry the poll interval (see `bench.polling`). `unreachable` adds that many contexts
+    whose API server does not answer; `look_for_leaks` lists the run's objects left in
+    the clusters and in EC2 afterwards."""
     sim = SimProcess(clusters, list(scenarios), time_scale=time_scale)
     sim.start()
     logs: dict[str, EventLog] = {}
@@ -78,17 +112,23 @@ def run_catalog(clusters: int, workers: int = 1, *, scenarios: tuple[str, ...] =
                 logs[c] = EventLog(Api.from_kubeconfig(str(sim.kubeconfig), c))
                 logs[c].start_and_wait()
         before = {c: scrape(api) for c, api in apis.items()}
-        contexts = [a for c in sim.contexts for a in ("--context", c)]
         with tempfile.TemporaryDirectory(prefix="winstor-bench-") as work:
+            kubeconfig = str(sim.kubeconfig)
+            names = list(sim.contexts)
+            if unreachable:
+                kubeconfig, extra = with_unreachable(sim.kubeconfig, Path(work), unreachable)
+                names += extra
+            contexts = [a for c in names for a in ("--context", c)]
             clock = Path(work) / "failures.jsonl"
+            stats = Path(work) / "procstats.jsonl"
             run_env = {**os.environ, **sim.aws_env, "WINSTOR_REPORT_DIR": str(Path(work) / "r"),
-                       **(env or {})}
+                       PROCSTATS_ENV: str(stats), **(env or {})}
             run_env.pop("WINSTOR_WAIT_STRATEGY", None)
             if strategy != "watch":
                 run_env["WINSTOR_WAIT_STRATEGY"] = strategy
             args = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly",
-                    f"--kubeconfig={sim.kubeconfig}", *contexts, "--timeouts", timeouts,
-                    *pytest_args]
+                    "-p", "bench.procstats", f"--kubeconfig={kubeconfig}", *contexts,
+                    "--timeouts", timeouts, *pytest_args]
             if record_failures:
                 run_env[FAILCLOCK_ENV] = str(clock)
                 args += ["-p", "bench.failclock"]
@@ -102,22 +142,97 @@ def run_catalog(clusters: int, workers: int = 1, *, scenarios: tuple[str, ...] =
             done = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu_pytest = (done.ru_utime + done.ru_stime) - (children.ru_utime + children.ru_stime)
             sim_after = process_cpu(sim.proc.pid) if sim.proc else None
+            sim_rss = sim_memory_mb(sim.proc.pid) if sim.proc else None
             failures = [json.loads(line) for line in clock.read_text().splitlines()
                         if line.strip()] if clock.exists() else []
+            processes = read_procstats(stats)
+            checks, duplicates, run_id = _results(Path(work) / "r" / "latest" / "results.json")
         for log in logs.values():
             log.stop()
         after = {c: scrape(api) for c, api in apis.items()}
+        leaks = _leaks(sim, apis, run_id) if look_for_leaks else None
         return CatalogRun(
             clusters, workers, list(scenarios), strategy, time_scale, wall, proc.returncode,
             {c: costs(c, before[c], after[c]) for c in sim.contexts}, failures,
             {c: log.sorted() for c, log in logs.items()},
             {c: log.error for c, log in logs.items() if log.error},
             (proc.stdout + proc.stderr)[-3000:], cpu_pytest,
-            None if sim_cpu is None or sim_after is None else sim_after - sim_cpu)
+            None if sim_cpu is None or sim_after is None else sim_after - sim_cpu,
+            processes, sim_rss, unreachable, checks, duplicates, leaks)
     finally:
         for log in logs.values():
             log.stop()
         sim.stop()
+
+
+def with_unreachable(kubeconfig: Path, work: Path, count: int) -> tuple[str, list[str]]:
+    """A copy of the sim's kubeconfig with `count` more contexts (`unreachable-N`) whose API
+    server is a loopback port nothing listens on: a cluster that is down, refusing
+    connections at once, with the first cluster's credentials."""
+    doc = yaml.safe_load(kubeconfig.read_text())
+    first = doc["contexts"][0]["context"]
+    names = []
+    for i in range(1, count + 1):
+        with socket.socket() as s:  # a port that was free a moment ago: nobody listens
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        name = f"unreachable-{i}"
+        cluster = dict(next(c for c in doc["clusters"] if c["name"] == first["cluster"])
+                       ["cluster"])
+        cluster["server"] = f"https://127.0.0.1:{port}"
+        doc["clusters"].append({"name": name, "cluster": cluster})
+        doc["contexts"].append({"name": name, "context": {**first, "cluster": name}})
+        names.append(name)
+    path = work / "kubeconfig"
+    path.write_text(yaml.safe_dump(doc))
+    path.chmod(0o600)
+    return str(path), names
+
+
+def _results(path: Path) -> tuple[dict[str, dict[str, int]], list[str], str | None]:
+    """From results.json: outcomes per cluster, the checks recorded more than once, the
+    run id ({}, [], None when the run wrote none)."""
+    if not path.exists():
+        return {}, [], None
+    doc = json.loads(path.read_text())
+    checks: dict[str, dict[str, int]] = {}
+    seen: dict[tuple[str, str], int] = {}
+    for c in doc["checks"]:
+        per = checks.setdefault(c["cluster"], {})
+        per[c["outcome"]] = per.get(c["outcome"], 0) + 1
+        seen[(c["cluster"], c["id"])] = seen.get((c["cluster"], c["id"]), 0) + 1
+    return checks, [f"{k[0]}:{k[1]}" for k, n in seen.items() if n > 1], doc["run"]["id"]
+
+
+def _leaks(sim: SimProcess, apis: dict[str, Api], run_id: str | None) -> list[str]:
+    """The run's objects still there: anything labelled with its run id in any cluster, a PV
+    of one of its claims, an EBS volume made for one of its claims (the clusters share one
+    moto)."""
+    if run_id is None:
+        return ["no results.json: the run's id is unknown, nothing could be looked for"]
+    out: list[str] = []
+    selector = f"winstor.io/run={run_id}"
+    for context, api in apis.items():
+        for res in (NAMESPACES, PODS, PVCS, STORAGECLASSES):
+            out += [f"{context}: {res.plural}/{o['metadata']['name']}"
+                    for o in api.items(res, label_selector=selector)]
+        out += [f"{context}: persistentvolumes/{pv['metadata']['name']}"
+                for pv in api.items(PVS) if str(((pv.get("spec") or {}).get("claimRef") or {})
+                                                .get("namespace", "")).startswith(
+                                                    f"winstor-{run_id}")]
+    import boto3  # the bench's own look, not winstor's
+
+    env = sim.aws_env
+    ec2 = boto3.client("ec2", endpoint_url=env.get("AWS_ENDPOINT_URL"),
+                       region_name=env.get("AWS_DEFAULT_REGION"),
+                       aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
+                       aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"))
+    for vol in ec2.describe_volumes()["Volumes"]:
+        tags = {t["Key"]: t["Value"] for t in vol.get("Tags") or []}
+        if tags.get("kubernetes.io/created-for/pvc/namespace", "").startswith(
+                f"winstor-{run_id}") and vol["State"] not in ("deleting", "deleted"):
+            out.append(f"aws: ebs/{vol['VolumeId']} ({vol['State']})")
+    return out
 
 
 def process_cpu(pid: int) -> float | None:
