@@ -232,7 +232,10 @@ class ApiServer:
         verb = _verb(request.method, route, query)
         if verb == "watch":
             return await self._watch(request, route, query)
-        body = await self._body(request) if request.method in ("POST", "PUT", "PATCH") else None
+        # DELETE carries DeleteOptions (dryRun, preconditions, propagationPolicy) in its
+        # body: kubectl and the client send them there, not only as query parameters.
+        body = (await self._body(request)
+                if request.method in ("POST", "PUT", "PATCH", "DELETE") else None)
         if verb in ("create", "update", "delete"):
             self._check_body_target(route, body, verb)
         result, code, warnings = await self.cluster.handle(

@@ -130,6 +130,9 @@ class Registry:
         pre = opts.get("preconditions") or {}
         cur = self.store.get(kind, namespace, name)
         if query.get("dryRun") == "All" or "All" in (opts.get("dryRun") or []):
+            # A dry run still answers a failed precondition with its 409, as the real
+            # server checks them before it decides not to persist.
+            self.store.check_preconditions(kind, cur, pre.get("uid"), pre.get("resourceVersion"))
             return cur, 200, []
         if propagation == "Orphan":
             self._orphan(cur)

@@ -197,6 +197,20 @@ class Store:
         fn(obj)
         return self.replace(kind, obj, subresource=subresource, check_rv=False)
 
+    @staticmethod
+    def check_preconditions(kind: Kind, cur: dict, uid: str | None, rv: str | None) -> None:
+        """DeleteOptions.preconditions: a 409 when the object is not the one meant."""
+        name = cur["metadata"]["name"]
+        if uid and cur["metadata"]["uid"] != uid:
+            raise ApiError.conflict(kind.plural, name,
+                                    f"Precondition failed: UID in precondition: {uid}, "
+                                    f"UID in object meta: {cur['metadata']['uid']}", kind.group)
+        if rv and cur["metadata"]["resourceVersion"] != rv:
+            raise ApiError.conflict(kind.plural, name,
+                                    "Precondition failed: ResourceVersion in precondition: "
+                                    f"{rv}, ResourceVersion in object meta: "
+                                    f"{cur['metadata']['resourceVersion']}", kind.group)
+
     def delete(self, kind: Kind, namespace: str | None, name: str, *,
                uid: str | None = None, rv: str | None = None,
                graceful: bool = False) -> dict:
@@ -211,15 +225,7 @@ class Store:
         cur = bucket.get(key)
         if cur is None:
             raise ApiError.not_found(kind.plural, name, kind.group)
-        if uid and cur["metadata"]["uid"] != uid:
-            raise ApiError.conflict(kind.plural, name,
-                                    f"Precondition failed: UID in precondition: {uid}, "
-                                    f"UID in object meta: {cur['metadata']['uid']}", kind.group)
-        if rv and cur["metadata"]["resourceVersion"] != rv:
-            raise ApiError.conflict(kind.plural, name,
-                                    "Precondition failed: ResourceVersion in precondition: "
-                                    f"{rv}, ResourceVersion in object meta: "
-                                    f"{cur['metadata']['resourceVersion']}", kind.group)
+        self.check_preconditions(kind, cur, uid, rv)
         if cur["metadata"].get("finalizers") or graceful:
             if cur["metadata"].get("deletionTimestamp"):
                 return copy.deepcopy(cur)
