@@ -282,3 +282,22 @@ def test_second_signal_stops_at_once_and_says_what_is_left(tmp_path: Path, sig: 
         assert leftovers(sim) == []
     finally:
         sim.stop()
+
+
+def test_a_check_whose_start_had_not_reached_the_controller_is_still_stopped() -> None:
+    """A worker signalled at once can be mid-check before the controller heard that the
+    check started: the worker's head, as the scheduler knew it, is marked stopped, its
+    reason says so, and a check the controller knew about keeps its own phase."""
+    from types import SimpleNamespace
+
+    from winstor.plugin import interrupt
+
+    config = SimpleNamespace(stash=pytest.Stash())
+    config.stash[interrupt.IN_FLIGHT] = {"s.py::t[a:X-01]": "call"}
+    config.stash[interrupt.STARTING] = ["s.py::t[a:X-01]", "s.py::t[b:Y-01]"]
+    assert interrupt.interrupted_checks(config) == {}  # no signal, nothing interrupted
+    config.stash[interrupt.INTERRUPTED_BY] = "SIGTERM"
+    assert interrupt.interrupted_checks(config) == {"s.py::t[a:X-01]": "call",
+                                                    "s.py::t[b:Y-01]": "start"}
+    reason = interrupt.interrupted_reason(config, "start")
+    assert reason.startswith("interrupted: SIGTERM arrived while its worker was on it")

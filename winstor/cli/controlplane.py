@@ -130,6 +130,8 @@ def _pid_from_ready(workdir: Path) -> int | None:
 
 
 def _alive(pid: Any) -> bool:
+    """Running, not merely not yet reaped: a component that died is a zombie until its
+    supervisor next polls it, and signal 0 still reaches a zombie."""
     import os
 
     if not isinstance(pid, int):
@@ -140,7 +142,11 @@ def _alive(pid: Any) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc: signal 0 is all there is to go by
+    return state not in ("Z", "X")
 
 
 def _status(args: argparse.Namespace) -> int:

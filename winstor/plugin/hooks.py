@@ -107,7 +107,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     if config.getvalue("dist") not in DISTRIBUTIONS:
         return None
     from winstor.plugin.scheduling import ClusterScheduling
-    return ClusterScheduling(config, log)
+    scheduler = ClusterScheduling(config, log)
+    config.stash[interrupt.WORKER_HEADS] = scheduler.heads
+    return scheduler
 
 
 PATH_OPTIONS = ("--kubeconfig", "--clusters", "--timeouts")

@@ -42,6 +42,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +50,8 @@ import pytest
 
 from winstor.plugin.runstate import RunState
 
-__all__ = ["INTERRUPTED_BY", "IN_FLIGHT", "NEXT_PHASE", "Swept", "child_pids",
+__all__ = ["INTERRUPTED_BY", "IN_FLIGHT", "NEXT_PHASE", "STARTING", "WORKER_HEADS", "Swept",
+           "child_pids",
            "install_controller_handler", "install_worker_handler", "interrupted_checks",
            "interrupted_reason", "janitor_command", "sweep"]
 
@@ -61,6 +63,13 @@ IN_FLIGHT = pytest.StashKey[dict[str, str]]()
 not finished: what a signal interrupts."""
 NEXT_PHASE = {"setup": "call", "call": "teardown"}
 
+WORKER_HEADS = pytest.StashKey[Callable[[], list[str]]]()
+"""xdist controller: node ids of the check each worker is on (running, or next to start),
+as its scheduler knows them - set where winstor's scheduler is made."""
+STARTING = pytest.StashKey[list[str]]()
+"""The worker heads when the signal came whose start had not reached the controller: a
+worker signalled at once may be mid-check before its controller heard that it started."""
+
 SWEEP_TIMEOUT = 600.0
 """The sweep's bound, all clusters together (they are swept at once)."""
 
@@ -69,12 +78,16 @@ def interrupted_checks(config: pytest.Config) -> dict[str, str]:
     """Node id -> phase of the checks a signal stopped mid-way; {} unless one did."""
     if INTERRUPTED_BY not in config.stash:
         return {}
-    return dict(config.stash.get(IN_FLIGHT, {}))
+    checks = {nodeid: "start" for nodeid in config.stash.get(STARTING, [])}
+    checks.update(config.stash.get(IN_FLIGHT, {}))
+    return checks
 
 
 def interrupted_reason(config: pytest.Config, phase: str) -> str:
     by = config.stash.get(INTERRUPTED_BY, "a signal")
-    return (f"interrupted: {by} arrived during its {phase}, so it has no verdict; the run "
+    when = (f"during its {phase}" if phase != "start" else
+            "while its worker was on it (starting it, running it, or about to report it)")
+    return (f"interrupted: {by} arrived {when}, so it has no verdict; the run "
             "stopped, removed what it had created and wrote this report")
 
 
@@ -100,6 +113,9 @@ def install_controller_handler(config: pytest.Config, state: RunState) -> None:
         name = signal_name(signum)
         state.interrupted = True
         config.stash[INTERRUPTED_BY] = name
+        heads = config.stash.get(WORKER_HEADS, None)
+        if heads is not None:
+            config.stash[STARTING] = heads()
         say(f"\nwinstor: {name}: stopping run {state.settings.run_id}: its checks stop, "
             "what it created is removed and its report written (a second SIGINT or "
             "SIGTERM stops at once)\n")

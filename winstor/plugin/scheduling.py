@@ -148,6 +148,13 @@ class ClusterScheduling:
             self._refill(other)
         return self.collection[crashed]
 
+    def heads(self) -> list[str]:
+        """Node id of the test each worker is on: the first of those sent to it and not
+        completed (a worker runs what it is sent in order)."""
+        if self.collection is None:
+            return []
+        return [self.collection[pending[0]] for pending in self.sent.values() if pending]
+
     # -- tests ----------------------------------------------------------------------------
     def mark_test_complete(self, node: Any, item_index: int, duration: float = 0) -> None:
         self.sent[node].remove(item_index)

@@ -326,7 +326,23 @@ class Volumes(Controller):
             volume_id = None
         if volume_id and ("awsElasticBlockStore" in pv["spec"] or "csi" in pv["spec"]):
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, self.cluster.aws.delete_volume, volume_id)
+            delay = 0.05
+            while True:
+                # The external-provisioner retries a failed DeleteVolume with backoff, and
+                # keeps the PV until it succeeds; EC2 answers VolumeInUse while a detach
+                # is still under way.
+                try:
+                    await loop.run_in_executor(None, self.cluster.aws.delete_volume,
+                                               volume_id)
+                    break
+                except AwsError as err:
+                    if err.code == "InvalidVolume.NotFound":
+                        break
+                    if err.code != "VolumeInUse":
+                        raise
+                    log.info("delete of %s: %s; retrying in %.2fs", volume_id, err, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
         if volume_id:
             self.cluster.workloads.drop_volume(volume_id)
         if self.store.peek(PVS, None, name) is not None:
@@ -447,6 +463,15 @@ class Volumes(Controller):
                 except Exception as exc:  # moto refusing is an attach failure too
                     error = f"rpc error: code = Internal desc = {exc}"
         if self.store.peek(ATTACHMENTS, None, key) is None:
+            if error is None and volume_id:
+                # The attachment went while EC2 attached: undo it, as the attacher's
+                # detach of a deleted VolumeAttachment would.
+                loop = asyncio.get_running_loop()
+                try:
+                    await loop.run_in_executor(None, self.cluster.aws.detach_volume,
+                                               volume_id, instance)
+                except AwsError as err:
+                    log.info("detach of %s after its attachment went: %s", volume_id, err)
             return
 
         def status(o: dict) -> None:
