@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 import uuid
@@ -107,7 +108,12 @@ def _api_error(err: ApiException) -> dict[str, Any]:
         body = json.loads(err.body or "{}")
     except ValueError:
         body = {}
-    return {"status": err.status, "reason": body.get("reason")}
+    out = {"status": err.status, "reason": body.get("reason")}
+    causes = (body.get("details") or {}).get("causes")
+    if causes:
+        # What a 422 blames: the fields (the wording is the server's, compared elsewhere).
+        out["fields"] = sorted({c.get("field") or "" for c in causes})
+    return out
 
 
 def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -186,6 +192,92 @@ def op_invalid_label(c: Cluster) -> dict[str, Any]:
     out = c.kubectl("create", "-f", "-",
                     stdin=json.dumps(_cm(_name("longlabel"), labels=long_label)))
     return {"client": via_client, "kubectl": _kubectl_outcome(out)}
+
+
+def op_claim_without_size(c: Cluster) -> dict[str, Any]:
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+             "metadata": {"name": _name("nosize")},
+             "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "none"}}
+    via_client = _call(c.core.create_namespaced_persistent_volume_claim, NS, claim)
+    claim["metadata"]["name"] = _name("nosize")
+    out = c.kubectl("create", "-f", "-", stdin=json.dumps(claim))
+    return {"client": via_client, "kubectl": _kubectl_outcome(out)}
+
+
+def _deployment(name: str, selector: dict[str, str], labels: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": 0, "selector": {"matchLabels": selector},
+                     "template": {"metadata": {"labels": labels}, "spec": {
+                         "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}}}
+
+
+def op_deployment_selector_mismatch(c: Cluster) -> dict[str, Any]:
+    apps = k8s.AppsV1Api(c.api)
+    via_client = _call(apps.create_namespaced_deployment, NS,
+                       _deployment(_name("mismatch"), {"app": "a"}, {"app": "b"}))
+    out = c.kubectl("create", "-f", "-", stdin=json.dumps(
+        _deployment(_name("mismatch"), {"app": "a"}, {"app": "b"})))
+    return {"client": via_client, "kubectl": _kubectl_outcome(out)}
+
+
+# Invalid objects with fixed names (never created, so repeatable): the real server's
+# wording of each cause, and of the whole message when there is one cause (with several,
+# their order follows Go's map order and is not compared).
+_INVALID: list[tuple[str, str, dict[str, Any]]] = [
+    ("/api/v1/namespaces/default/configmaps", "ConfigMap",
+     {"metadata": {"name": "Bad_Name", "labels": {"x": "v" * 64, "bad key!": "a b",
+                                                  "Bad.Prefix/x": "1", "a/b/c": "", "/a": ""},
+                   "annotations": {"no/pe/x": "1"}}}),
+    ("/api/v1/namespaces/default/configmaps", "ConfigMap", {"metadata": {"name": "a" * 254}}),
+    ("/api/v1/namespaces/default/configmaps", "ConfigMap", {"metadata": {"generateName": "Bad_"}}),
+    ("/api/v1/namespaces/default/configmaps", "ConfigMap", {"metadata": {}}),
+    ("/api/v1/namespaces", "Namespace", {"metadata": {"name": "a.b"}}),
+    ("/api/v1/namespaces", "Namespace", {"metadata": {"name": "A_b"}}),
+    ("/api/v1/namespaces/default/services", "Service",
+     {"metadata": {"name": "1abc"}, "spec": {"ports": [{"port": 80}]}}),
+    ("/apis/rbac.authorization.k8s.io/v1/clusterroles", "ClusterRole",
+     {"metadata": {"name": "a/b"}}),
+    ("/api/v1/namespaces/default/persistentvolumeclaims", "PersistentVolumeClaim",
+     {"metadata": {"name": "c"}, "spec": {}}),
+    ("/api/v1/namespaces/default/persistentvolumeclaims", "PersistentVolumeClaim",
+     {"metadata": {"name": "c"}, "spec": {"accessModes": ["ReadWriteOnce"],
+                                          "resources": {"requests": {"storage": "0"}}}}),
+    ("/apis/apps/v1/namespaces/default/deployments", "Deployment",
+     _deployment("d", {"app": "a"}, {"app": "b"})),
+    ("/apis/apps/v1/namespaces/default/deployments", "Deployment",
+     {**_deployment("d", {}, {"app": "b"}), "spec": {
+         **_deployment("d", {}, {"app": "b"})["spec"], "selector": {}}}),
+    ("/apis/apps/v1/namespaces/default/daemonsets", "DaemonSet",
+     {**_deployment("d", {"app": "a"}, {"app": "b"}), "kind": "DaemonSet"}),
+]
+
+
+def op_invalid_messages(c: Cluster) -> dict[str, Any]:
+    seen = []
+    for path, kind, body in _INVALID:
+        api_version = "apps/v1" if path.startswith("/apis/apps") else (
+            "rbac.authorization.k8s.io/v1" if "rbac" in path else "v1")
+        obj = {**body, "apiVersion": api_version, "kind": kind}
+        if kind == "DaemonSet":
+            obj["spec"] = {k: v for k, v in obj["spec"].items() if k != "replicas"}
+        try:
+            c.api.call_api(path, "POST", header_params={"Content-Type": "application/json",
+                                                        "Accept": "application/json"},
+                           body=obj, auth_settings=["BearerToken"], _preload_content=False)
+            seen.append({"status": "created"})
+            continue
+        except ApiException as err:
+            code, status = err.status, json.loads(err.body or "{}")
+        causes = (status.get("details") or {}).get("causes") or []
+        one = {"status": code, "reason": status.get("reason"),
+               "causes": sorted((c.get("reason"), c.get("field"), c.get("message"))
+                                for c in causes)}
+        if len(causes) == 1:
+            one["message"] = status.get("message")
+        seen.append(one)
+    # generateName's random suffix
+    text = re.sub(r"Bad_[a-z0-9]{5}\b", "Bad_<suffix>", json.dumps(seen))
+    return {"answers": json.loads(text)}
 
 
 def op_stale_update(c: Cluster) -> dict[str, Any]:
@@ -391,9 +483,11 @@ CASES: dict[str, tuple[Callable[[Cluster], dict[str, Any]], str | None]] = {
     "create": (op_create, None),
     "get-404": (op_get_404, None),
     "409-already-exists": (op_already_exists, None),
-    "422-bad-name": (op_invalid_name, "an invalid metadata.name is accepted (real: 422 Invalid)"),
-    "422-long-label-value": (op_invalid_label,
-                             "a 64-char label value is accepted (real: 422 Invalid)"),
+    "422-bad-name": (op_invalid_name, None),
+    "422-long-label-value": (op_invalid_label, None),
+    "422-claim-without-size": (op_claim_without_size, None),
+    "422-messages": (op_invalid_messages, None),
+    "422-deployment-selector-mismatch": (op_deployment_selector_mismatch, None),
     "409-stale-update": (op_stale_update, None),
     "patch-json": (op_patch_json, None),
     "patch-merge": (op_patch_merge, None),
@@ -428,8 +522,16 @@ REAL_SAYS: dict[str, dict[str, Any]] = {
                 "kubectl": {"rc": 1, "reason": "NotFound"}},
     "409-already-exists": {"client": {"status": 409, "reason": "AlreadyExists"},
                            "kubectl": {"rc": 1, "reason": "AlreadyExists"}},
-    "422-bad-name": {"client": {"status": 422, "reason": "Invalid"}},
-    "422-long-label-value": {"client": {"status": 422, "reason": "Invalid"}},
+    "422-bad-name": {"client": {"status": 422, "reason": "Invalid", "fields": ["metadata.name"]},
+                     "kubectl": {"rc": 1, "reason": None}},
+    "422-long-label-value": {"client": {"status": 422, "reason": "Invalid",
+                                        "fields": ["metadata.labels"]}},
+    "422-claim-without-size": {"client": {"status": 422, "reason": "Invalid",
+                                          "fields": ["spec.resources[storage]"]}},
+    "422-deployment-selector-mismatch": {
+        "client": {"status": 422, "reason": "Invalid",
+                   "fields": ["spec.template.metadata.labels"]}},
+    "422-messages": {},
     "409-stale-update": {"client": {"status": 409, "reason": "Conflict"},
                          "kubectl": {"rc": 1, "reason": "Conflict"},
                          "obj": {"data": {"v": "2"}, "labels": {}}},
@@ -480,4 +582,18 @@ def test_embedded_cluster_matches_the_real_server(case: str, real: Cluster,
     expected = _normalize(op(real))
     assert REAL_SAYS[case].items() <= expected.items(), f"{case}: the real server: {expected}"
     got = _normalize(op(sim))
-    assert got == expected, f"{case}: real {expected} vs embedded {got}"
+    assert got == expected, (f"{case}: first difference {_difference(expected, got)}; "
+                             f"real {expected} vs embedded {got}")
+
+
+def _difference(real: Any, sim: Any, at: str = "") -> str:
+    """Where two observations first part, for a readable failure of a long one."""
+    if isinstance(real, dict) and isinstance(sim, dict):
+        for key in sorted(set(real) | set(sim), key=str):
+            if real.get(key) != sim.get(key):
+                return _difference(real.get(key), sim.get(key), f"{at}.{key}")
+    if isinstance(real, list) and isinstance(sim, list) and len(real) == len(sim):
+        for i, (r, s) in enumerate(zip(real, sim)):
+            if r != s:
+                return _difference(r, s, f"{at}[{i}]")
+    return f"at {at or '.'}: real {real!r} vs embedded {sim!r}"

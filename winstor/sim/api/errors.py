@@ -70,11 +70,15 @@ class ApiError(Exception):
 
     @classmethod
     def invalid(cls, kind: str, name: str, causes: list[dict], group: str = "") -> ApiError:
-        msgs = "; ".join(f"{c['field']}: {c['message']}" if c.get("field") else c["message"]
-                         for c in causes)
+        # One cause is printed bare, several as a bracketed list (an aggregate error).
+        listed = [f"{c['field']}: {c['message']}" if c.get("field") else c["message"]
+                  for c in causes]
+        msgs = listed[0] if len(listed) == 1 else f"[{', '.join(listed)}]"
         full = f"{kind}.{group}" if group else kind
-        return cls(422, "Invalid", f'{full} "{name}" is invalid: {msgs}',
-                   {"name": name, "group": group, "kind": kind, "causes": causes})
+        details: dict[str, Any] = {"name": name, "kind": kind, "causes": causes}
+        if group:
+            details["group"] = group  # the core group is left out, as the real server does
+        return cls(422, "Invalid", f'{full} "{name}" is invalid: {msgs}', details)
 
     @classmethod
     def forbidden(cls, message: str, resource: str = "", name: str = "",

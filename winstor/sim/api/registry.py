@@ -8,10 +8,11 @@ plugs in its admission hooks; everything here is generic.
 from __future__ import annotations
 
 import copy
+import random
 from collections.abc import Callable
 from typing import Any
 
-from . import admission, defaults
+from . import admission, defaults, validation
 from .errors import ApiError
 from .kinds import Kind, kind_of
 from .patch import PatchError, apply_patch, decoding_error
@@ -21,6 +22,8 @@ from .store import Store
 
 Result = tuple[dict, int, list[str]]
 PODS = kind_of("v1", "Pod")
+# The apiserver's generateName suffix: 5 characters, no vowels (no accidental words).
+GENERATED_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
 
 class Registry:
@@ -79,6 +82,11 @@ class Registry:
         warnings = self._validate(kind, obj, query)
         defaults.apply(kind.kind, obj)
         admission.namespace_lifecycle(self.store, kind, meta.get("namespace"))
+        if not meta.get("name") and isinstance(meta.get("generateName"), str):
+            # Named before validation, so that a bad prefix shows in the name too.
+            meta["name"] = meta["generateName"] + "".join(
+                random.choices(GENERATED_NAME_CHARS, k=5))
+        validation.validate_create(kind, obj)
         warnings += self.admit("create", kind, obj, None)
         if query.get("dryRun") == "All":
             return obj, 201, warnings
@@ -94,6 +102,7 @@ class Registry:
         warnings = self._validate(kind, obj, query)
         if sub is None:
             admission.immutable_fields(kind, old, obj)
+            validation.validate_update(kind, obj, old)
             warnings += self.admit("update", kind, obj, old)
         if query.get("dryRun") == "All":
             return obj, 200, warnings
@@ -117,6 +126,7 @@ class Registry:
             raise ApiError(perr.code, perr.reason, perr.message, perr.details) from None
         if sub is None:
             admission.immutable_fields(kind, old, new)
+            validation.validate_update(kind, new, old)
             warnings += self.admit("update", kind, new, old)
         if query.get("dryRun") == "All":
             return new, 200, warnings
