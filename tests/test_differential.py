@@ -463,9 +463,20 @@ def op_namespace_termination(c: Cluster) -> dict[str, Any]:
     c.core.create_namespaced_config_map(ns, _cm("inside"))
     c.core.delete_namespace(ns)
     try:
-        phase = c.core.read_namespace(ns).status.phase
+        c.core.create_namespaced_config_map(ns, _cm("while-terminating"))
+        refused: dict[str, Any] = {"status": "ok"}
     except ApiException as err:
-        phase = err.status
+        body = json.loads(err.body or "{}")
+        refused = {"status": err.status, "reason": body.get("reason"),
+                   "message": body.get("message"),
+                   "causes": (body.get("details") or {}).get("causes")}
+    try:
+        seen = c.core.read_namespace(ns)
+        phase: Any = seen.status.phase
+        marked = {"deletionTimestamp": seen.metadata.deletion_timestamp is not None,
+                  "finalizers": seen.spec.finalizers}
+    except ApiException as err:
+        phase, marked = err.status, {}
     deadline = time.monotonic() + 60
     gone = False
     while not gone and time.monotonic() < deadline:
@@ -474,7 +485,8 @@ def op_namespace_termination(c: Cluster) -> dict[str, Any]:
             time.sleep(0.5)
         except ApiException as err:
             gone = err.status == 404
-    return {"phase_after_delete": phase, "gone": gone,
+    return {"phase_after_delete": phase, "marked": marked, "create_in_terminating": refused,
+            "gone": gone, "names": [ns],
             "create_in_gone": _call(c.core.create_namespaced_config_map, ns, _cm("late"))}
 
 
@@ -501,9 +513,7 @@ CASES: dict[str, tuple[Callable[[Cluster], dict[str, Any]], str | None]] = {
     "watch-from-rv": (op_watch_from_rv, None),
     "client-side-apply": (op_client_side_apply, None),
     "delete-foreground": (op_delete_foreground, None),
-    "namespace-termination": (op_namespace_termination,
-                              "a deleted namespace is gone at once: no Terminating phase "
-                              "(real: Terminating, then 404)"),
+    "namespace-termination": (op_namespace_termination, None),
     "server-side-apply": (op_server_side_apply,
                           "no server-side apply: PATCH apply-patch+yaml fails "
                           "(real: creates, conflicts)"),
@@ -550,6 +560,15 @@ REAL_SAYS: dict[str, dict[str, Any]] = {
     "client-side-apply": {"first": _OK, "second": _OK, "obj": {"data": {"a": "2"}, "labels": {}}},
     "delete-foreground": {"kubectl": _OK, "parent": False, "child": False},
     "namespace-termination": {"phase_after_delete": "Terminating", "gone": True,
+                              "marked": {"deletionTimestamp": True, "finalizers": ["kubernetes"]},
+                              "create_in_terminating": {
+                                  "status": 403, "reason": "Forbidden",
+                                  "message": 'configmaps "while-terminating" is forbidden: unable '
+                                             "to create new content in namespace <name0> because "
+                                             "it is being terminated",
+                                  "causes": [{"reason": "NamespaceTerminating",
+                                              "message": "namespace <name0> is being terminated",
+                                              "field": "metadata.namespace"}]},
                               "create_in_gone": {"status": 404, "reason": "NotFound"}},
     "server-side-apply": {"apply": _OK, "conflict": {"rc": 1, "reason": None},
                           "obj": {"data": {"a": "1"}, "labels": {"l": "1"}}},
@@ -593,7 +612,7 @@ def _difference(real: Any, sim: Any, at: str = "") -> str:
             if real.get(key) != sim.get(key):
                 return _difference(real.get(key), sim.get(key), f"{at}.{key}")
     if isinstance(real, list) and isinstance(sim, list) and len(real) == len(sim):
-        for i, (r, s) in enumerate(zip(real, sim)):
+        for i, (r, s) in enumerate(zip(real, sim, strict=True)):
             if r != s:
                 return _difference(r, s, f"{at}[{i}]")
     return f"at {at or '.'}: real {real!r} vs embedded {sim!r}"

@@ -44,6 +44,9 @@ EKS_LATENCY: dict[str, float] = {
     "container_start:windows": 6.0,
     "container_start:linux": 1.0,
     "container_stop": 5.0,
+    # The namespace controller: from a namespace's DELETE to its removal, content deleted
+    # and the "kubernetes" finalizer taken off (about 5 s even when it holds nothing).
+    "namespace_finalize": 5.0,
 }
 
 # What a run cannot do without, per cluster: one servercore pull, the two

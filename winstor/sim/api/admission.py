@@ -20,16 +20,24 @@ ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
 LEVELS = ("privileged", "baseline", "restricted")
 
 
-def namespace_lifecycle(store: Store, kind: Kind, namespace: str | None) -> None:
+def namespace_lifecycle(store: Store, kind: Kind, namespace: str | None,
+                        name: str = "") -> None:
+    """NamespaceLifecycle on create: no content in a missing namespace (404) or in one
+    being deleted (403, with the NamespaceTerminating cause the real plugin gives)."""
     if not kind.namespaced or not namespace:
         return
     ns = store.peek(NAMESPACE, None, namespace)
     if ns is None:
         raise ApiError.not_found("namespaces", namespace)
     if ns["metadata"].get("deletionTimestamp"):
-        raise ApiError.forbidden(
-            f"{kind.plural} is forbidden: unable to create new content in namespace "
-            f"{namespace} because it is being terminated", kind.plural, "", kind.group)
+        full = f"{kind.plural}.{kind.group}" if kind.group else kind.plural
+        err = ApiError.forbidden(
+            f'{full} "{name}" is forbidden: unable to create new content in namespace '
+            f"{namespace} because it is being terminated", kind.plural, name, kind.group)
+        err.details = {**(err.details or {}), "causes": [{
+            "reason": "NamespaceTerminating", "field": "metadata.namespace",
+            "message": f"namespace {namespace} is being terminated"}]}
+        raise err
 
 
 def default_storage_class(store: Store, pvc: dict) -> None:

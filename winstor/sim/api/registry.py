@@ -81,7 +81,8 @@ class Registry:
             meta.pop(server_owned, None)
         warnings = self._validate(kind, obj, query)
         defaults.apply(kind.kind, obj)
-        admission.namespace_lifecycle(self.store, kind, meta.get("namespace"))
+        admission.namespace_lifecycle(self.store, kind, meta.get("namespace"),
+                                      meta.get("name") or "")
         if not meta.get("name") and isinstance(meta.get("generateName"), str):
             # Named before validation, so that a bad prefix shows in the name too.
             meta["name"] = meta["generateName"] + "".join(

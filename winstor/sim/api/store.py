@@ -231,7 +231,12 @@ class Store:
                 return copy.deepcopy(cur)
             new = copy.deepcopy(cur)
             new["metadata"]["deletionTimestamp"] = now_iso()
-            new["metadata"]["deletionGracePeriodSeconds"] = 30 if graceful else 0
+            if kind.kind == "Namespace":
+                # The namespace registry marks the phase itself, in the same write, and
+                # sets no grace period; the namespace controller does the rest.
+                new.setdefault("status", {})["phase"] = "Terminating"
+            else:
+                new["metadata"]["deletionGracePeriodSeconds"] = 30 if graceful else 0
             new["metadata"]["resourceVersion"] = self._next_rv()
             bucket[key] = new
             self._emit(kind, "MODIFIED", copy.deepcopy(new))
