@@ -511,6 +511,15 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _scale(text: str) -> float:
+    """A time scale the sim accepts (`winstor sim up --time-scale`), and not 0: a run at
+    scale 0 models no latency, so there is nothing eks-like about it."""
+    value = _seconds(text)
+    if value > 10:
+        raise argparse.ArgumentTypeError(f"must be at most 10, as the sim's --time-scale: {text}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -524,8 +533,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="most xdist workers a catalog run uses (default 4)")
     parser.add_argument("--scenarios", nargs="+", default=list(faults.FAULTS),
                         choices=list(faults.FAULTS), help="fault scenarios to time")
-    parser.add_argument("--eks-like-scale", type=_seconds, default=0.05,
-                        help="time scale of the eks-like run (default 0.05)")
+    parser.add_argument("--eks-like-scale", type=_scale, default=0.05,
+                        help="time scale of the eks-like and fleet runs, above 0 and at "
+                             "most 10 like the sim's --time-scale (default 0.05)")
     parser.add_argument("--poll-interval", type=_seconds, nargs="+",
                         help=f"polling baseline interval(s), seconds (default "
                              f"{polling.modelled_interval():g} and {polling.sim_interval():g})")

@@ -61,6 +61,7 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
             (["--scenario", "nope"], "unknown scenario 'nope'"),
             (["--scenario", "3:no-csi-proxy"], "cluster '3' is not one of 1..1"),
             (["--clusters", "zero"], "not a whole number"),
+            (["--clusters", "17"], "at most 16: 17"),
             (["--time-scale", "-1"], "must be between 0 and 10")):
         proc = winstor("sim", "up", "--kubeconfig", str(tmp_path / "kc"), *args)
         assert proc.returncode == 2, proc.stderr

@@ -39,6 +39,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+MAX_CLUSTERS = 16
+"""Most clusters one embedded cluster or control plane serves (as `--sim-clusters`): a
+fleet beyond it is several runs, or real clusters."""
+
+
+def cluster_count(text: str) -> int:
+    """argparse type: how many clusters to serve, 1 to MAX_CLUSTERS."""
+    value = positive_int(text)
+    if value > MAX_CLUSTERS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_CLUSTERS}: {value}")
+    return value
+
+
 def positive_seconds(text: str) -> float:
     """argparse type: a finite number of seconds above zero."""
     value = finite(text)

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from winstor.cli.args import help_of, positive_int, positive_seconds, time_scale
+from winstor.cli.args import cluster_count, help_of, positive_seconds, time_scale
 from winstor.config import ConfigError
 from winstor.errors import UsageError
 from winstor.targets.controlplane import state as cpstate
@@ -199,7 +199,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                        "start the clusters (contexts cp-1, cp-2, ...) and "
                                        "write the settings a plain `pytest` follows. Prints "
                                        "the kubeconfig and AWS settings files.")
-    up.add_argument("--clusters", type=positive_int, default=2,
+    up.add_argument("--clusters", type=cluster_count, default=2,
                     help=f"how many clusters (default 2, at most {MAX_CLUSTERS}); each is a "
                          "full control plane, ~0.5 GB of memory")
     up.add_argument("--scenario", action="append", default=[], metavar="[CLUSTER:]NAME",

@@ -11,7 +11,7 @@ import contextlib
 import sys
 from pathlib import Path
 
-from winstor.cli.args import help_of, positive_int, time_scale
+from winstor.cli.args import cluster_count, help_of, positive_int, time_scale
 from winstor.errors import UsageError
 
 
@@ -94,7 +94,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="where to write the kubeconfig")
     up.add_argument("--aws-env", metavar="PATH",
                     help="where to write the AWS settings as a sourceable env file")
-    up.add_argument("--clusters", type=positive_int, default=1, metavar="N",
+    up.add_argument("--clusters", type=cluster_count, default=1, metavar="N",
                     help="how many clusters to serve (default 1)")
     up.add_argument("--scenario", action="append", default=[], metavar="[CLUSTER:]NAME",
                     help="break a cluster (all, or the 1-based CLUSTER) the way NAME says; "
