@@ -400,8 +400,26 @@ def op_chunked_list(c: Cluster) -> dict[str, Any]:
         seen += [i.metadata.name for i in page.items]
         cont = page.metadata._continue
     out = c.kubectl("get", "configmaps", "-l", f"c={tag}", "--chunk-size=2", "-o", "name")
+    # Without a selector a page also says how many items remain.
+    ns = _name("chunks")
+    c.core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    for i in range(5):
+        c.core.create_namespaced_secret(ns, {"apiVersion": "v1", "kind": "Secret",
+                                             "metadata": {"name": f"s-{i}"}})
+    remaining, cont = [], None
+    while len(remaining) < 10:
+        page = c.core.list_namespaced_secret(ns, limit=2, _continue=cont)
+        remaining.append((len(page.items), page.metadata.remaining_item_count))
+        cont = page.metadata._continue
+        if not cont:
+            break
+    c.core.delete_namespace(ns)
     return {"pages": pages, "all": sorted(seen) == [f"chunk-{tag}-{i}" for i in range(5)],
-            "kubectl": len(out.stdout.split())}
+            "kubectl": len(out.stdout.split()), "remaining": remaining,
+            "garbage_token": _call(c.core.list_namespaced_config_map, NS, limit=2,
+                                   _continue="garbage"),
+            "token_and_rv": _call(c.core.list_namespaced_config_map, NS, limit=2,
+                                  _continue=first.metadata._continue, resource_version="1")}
 
 
 def op_watch_from_rv(c: Cluster) -> dict[str, Any]:
@@ -508,8 +526,7 @@ CASES: dict[str, tuple[Callable[[Cluster], dict[str, Any]], str | None]] = {
     "delete-dry-run-server": (op_delete_dry_run, None),
     "delete-precondition-uid": (op_delete_precondition, None),
     "cascade-orphan": (op_cascade_orphan, None),
-    "chunked-list": (op_chunked_list,
-                     "limit/continue ignored: one page of 5 (real: pages 2, 2, 1)"),
+    "chunked-list": (op_chunked_list, None),
     "watch-from-rv": (op_watch_from_rv, None),
     "client-side-apply": (op_client_side_apply, None),
     "delete-foreground": (op_delete_foreground, None),
@@ -555,7 +572,10 @@ REAL_SAYS: dict[str, dict[str, Any]] = {
                               "client": {"status": "ok"}, "exists_after_client": True},
     "delete-precondition-uid": {"client": {"status": 409, "reason": "Conflict"}, "exists": True},
     "cascade-orphan": {"kubectl": _OK, "parent": False, "child_owner_refs": 0},
-    "chunked-list": {"pages": [2, 2, 1], "all": True, "kubectl": 5},
+    "chunked-list": {"pages": [2, 2, 1], "all": True, "kubectl": 5,
+                     "remaining": [(2, 3), (2, 1), (1, None)],
+                     "garbage_token": {"status": 400, "reason": "BadRequest"},
+                     "token_and_rv": {"status": 400, "reason": "BadRequest"}},
     "watch-from-rv": {"events": [("MODIFIED", "1"), ("DELETED", "1")]},
     "client-side-apply": {"first": _OK, "second": _OK, "obj": {"data": {"a": "2"}, "labels": {}}},
     "delete-foreground": {"kubectl": _OK, "parent": False, "child": False},

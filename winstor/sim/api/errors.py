@@ -9,11 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 
-def status_body(code: int, reason: str, message: str, details: dict | None = None) -> dict:
+def status_body(code: int, reason: str, message: str, details: dict | None = None,
+                list_meta: dict | None = None) -> dict:
     body: dict[str, Any] = {
         "kind": "Status",
         "apiVersion": "v1",
-        "metadata": {},
+        "metadata": dict(list_meta or {}),
         "status": "Failure" if code >= 300 else "Success",
         "message": message,
         "reason": reason,
@@ -39,9 +40,12 @@ class ApiError(Exception):
         self.message = message
         self.details = details
         self.headers = headers or {}
+        # The Status's own ListMeta: a 410 for an expired continue token carries a
+        # fresh token there.
+        self.list_meta: dict | None = None
 
     def body(self) -> dict:
-        return status_body(self.code, self.reason, self.message, self.details)
+        return status_body(self.code, self.reason, self.message, self.details, self.list_meta)
 
     @staticmethod
     def _details(resource: str, name: str, group: str = "") -> dict:

@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from . import admission, defaults, validation
+from . import admission, defaults, pagination, validation
 from .errors import ApiError
 from .kinds import Kind, kind_of
 from .patch import PatchError, apply_patch, decoding_error
@@ -66,9 +66,23 @@ class Registry:
     def list(self, kind: Kind, namespace: str | None, query: dict[str, str]) -> Result:
         lab, fld = label_selector(query.get("labelSelector")), field_selector(
             query.get("fieldSelector"))
+        limit = pagination.limit_of(query)
+        token = query.get("continue")
+        if token and query.get("resourceVersion"):
+            raise ApiError.bad_request("specifying resource version is not allowed when "
+                                       "using continue")
         items, rv = self.store.list(kind, namespace, lambda o: lab(o) and fld(o))
+        compacted = None
+        if token:
+            token_rv, _ = pagination.decode(token)
+            compacted = token_rv > 0 and self.store.compacted(token_rv)
+        items, meta = pagination.paginate(
+            items, limit=limit, token=token, resource_version=rv,
+            across_namespaces=kind.namespaced and not namespace,
+            selected=bool(query.get("labelSelector") or query.get("fieldSelector")),
+            current_rv=self.store.rv, compacted=compacted)
         return ({"kind": kind.list_kind, "apiVersion": kind.api_version,
-                 "metadata": {"resourceVersion": rv}, "items": items}, 200, [])
+                 "metadata": meta, "items": items}, 200, [])
 
     def create(self, kind: Kind, namespace: str | None, body: Any,
                query: dict[str, str]) -> Result:

@@ -256,6 +256,12 @@ class Store:
             gone["metadata"]["resourceVersion"] = self._next_rv()
             self._emit(kind, "DELETED", gone)
 
+    def compacted(self, rv: int) -> bool:
+        """Whether versions up to `rv` fell out of the history window, where etcd would
+        have compacted them (an old continue token or watch resourceVersion is 410)."""
+        oldest = self._history[0].rv if self._history else self.rv + 1
+        return rv < oldest - 1 and rv < self.rv
+
     # -- watch -----------------------------------------------------------
     def watch(self, kind: Kind, namespace: str | None, match: Predicate,
               resource_version: str | None) -> Watcher:

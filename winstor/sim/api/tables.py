@@ -154,6 +154,9 @@ def render(kind: Kind, result: dict, include_object: str | None) -> dict:
             embedded = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
                         "metadata": obj.get("metadata", {})}
         rows.append({"cells": row(obj), "object": embedded})
-    meta = {"resourceVersion": (result.get("metadata") or {}).get("resourceVersion", "")}
+    listed = result.get("metadata") or {}
+    meta = {"resourceVersion": listed.get("resourceVersion", "")}
+    # A chunked list's paging travels with the table (kubectl get follows `continue`).
+    meta.update({k: listed[k] for k in ("continue", "remainingItemCount") if k in listed})
     return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
             "columnDefinitions": cols, "rows": rows}
