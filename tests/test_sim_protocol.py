@@ -109,16 +109,31 @@ def test_watch_too_old_is_410_and_relist_recovers(sim_factory) -> None:
     assert [e["object"].metadata.name for e in events] == ["after"]
 
 
-def test_bookmarks_carry_only_resource_version(shared_sim) -> None:
-    ac = api_client(shared_sim)
-    rv = core(shared_sim).list_namespaced_config_map("default").metadata.resource_version
-    resp = ac.call_api("/api/v1/namespaces/default/configmaps", "GET",
-                       query_params=[("watch", "true"), ("allowWatchBookmarks", "true"),
-                                     ("resourceVersion", rv), ("timeoutSeconds", "2")],
-                       auth_settings=["BearerToken"], _preload_content=False)
+def _bookmarks(shared_sim, rv: str, timeout: int) -> list[dict]:
+    resp = api_client(shared_sim).call_api(
+        "/api/v1/namespaces/default/configmaps", "GET",
+        query_params=[("watch", "true"), ("allowWatchBookmarks", "true"),
+                      ("resourceVersion", rv), ("timeoutSeconds", str(timeout)),
+                      ("labelSelector", "selects=nothing")],
+        auth_settings=["BearerToken"], _preload_content=False)
     lines = [json.loads(x) for x in resp.data.decode().splitlines() if x]
-    marks = [e for e in lines if e["type"] == "BOOKMARK"]
-    assert marks and set(marks[0]["object"]["metadata"]) == {"resourceVersion"}
+    return [e for e in lines if e["type"] == "BOOKMARK"]
+
+
+def test_bookmarks_carry_only_resource_version(shared_sim) -> None:
+    """As the watch cache: a bookmark 2 s before the deadline (or once a minute),
+    only when the kind has moved past the watch's version, with nothing but the
+    newest resourceVersion of the kind; a watch of 2 s or less gets none."""
+    v1 = core(shared_sim)
+    rv = v1.list_namespaced_config_map("default").metadata.resource_version
+    made = v1.create_namespaced_config_map("default", client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="bookmarked")))
+    marks = _bookmarks(shared_sim, rv, 3)
+    assert len(marks) == 1 and set(marks[0]["object"]["metadata"]) == {"resourceVersion"}
+    assert int(marks[0]["object"]["metadata"]["resourceVersion"]) >= int(
+        made.metadata.resource_version)
+    assert _bookmarks(shared_sim, rv, 2) == []
+    v1.delete_namespaced_config_map("bookmarked", "default")
 
 
 def _exec(v1: client.CoreV1Api, ns: str, pod: str, command: list[str]) -> tuple[str, int]:

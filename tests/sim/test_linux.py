@@ -224,11 +224,12 @@ def test_pwsh_cmdlets_on_linux(node: LinuxNode) -> None:
 
 def test_only_modelled_executables_run(node: LinuxNode) -> None:
     view = probe_pod(node)
-    for argv in (["powershell.exe", "-Command", "ls"], ["cmd", "/c", "dir"], ["bash"]):
+    for argv in (["powershell.exe", "-Command", "ls"], ["cmd", "/c", "dir"], ["python3"]):
         result = powershell.run(argv, view)
         assert result.exit_code == 126
         assert f'exec: "{argv[0]}": executable file not found in $PATH' in result.stderr.decode()
     busybox = LinuxContainerView(node, "b", "busybox:1.36")
     assert powershell.run(["pwsh", "-Command", "ls"], busybox).exit_code == 126
+    assert powershell.run(["bash", "-c", "echo hi"], busybox).exit_code == 126  # ash only
     assert powershell.run(["/usr/bin/pwsh", "-c", "hostname"], view).stdout == b"node-probe\n"
     assert powershell.run(["pwsh", "nope.ps1"], view).exit_code == 64  # pwsh's -File default

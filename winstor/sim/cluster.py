@@ -61,7 +61,7 @@ class Cluster:
         self.registry = Registry(self.store, self.schemas, self._admit)
         self.workloads = Workloads(self.store, self.flavour, scenarios)
         self.controllers = Controllers(self)
-        self.bookmark_interval = 1.0
+        self.bookmark_interval = 60.0  # the watch cache bookmarks about once a minute
         self.rbac = rbac.Authorizer(self.store, plan.kube_version)
         self.tokens = TokenIssuer(self.store)
 

@@ -9,18 +9,20 @@ containers and asks this backend instead (contract in `controlplane/README.md`):
     GET /logs?namespace=..&pod=..&container=..&tailLines=..&...  -> the log text
 
 Exec runs the command in the container's view of its Windows node model (the same
-`powershell.run` the embedded cluster's exec uses: probes answered by their twins,
-interactive cmdlets, `exit N`), on a worker thread, as the sim does. A container that
+`Workloads.run_exec` the embedded cluster's exec uses: probes answered by their twins,
+interactive cmdlets, `exit N`, `throw`; a Linux container's `sh -c`), on a worker
+thread, as the sim does. A container that
 is not running answers 400 with the kubelet's words; a command that cannot start
 (no such executable) answers 500 with the runtime's error, which the stream server
 turns into the kubelet's `InternalError` status ("error executing command in
 container: ...").
 
-Logs: the modelled containers print nothing (their commands sleep), so their logs are
-empty, as a real `Start-Sleep` loop's are. The `ebs-csi-controller` Deployment's
-containers stand for the EBS CSI controller processes that really run beside the
-control plane: their logs are those processes' log files, when the agent knows where
-the launcher keeps them (`--component-logs`).
+Logs: the modelled Windows containers print nothing (their commands sleep), so their
+logs are empty, as a real `Start-Sleep` loop's are; a `sh -c` command's log is what it
+prints before its first `sleep` (`Workloads.log_text`, as in the embedded cluster).
+The `ebs-csi-controller` Deployment's containers stand for the EBS CSI controller
+processes that really run beside the control plane: their logs are those processes'
+log files, when the agent knows where the launcher keeps them (`--component-logs`).
 """
 
 from __future__ import annotations
@@ -29,14 +31,14 @@ import asyncio
 import base64
 import logging
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
+from ..api.apiserver import cut_log
 from ..api.errors import ApiError
 from ..api.kinds import kind_of
-from ..nodes import linux, powershell
 from ..nodes.workloads import Workloads
 from .store import RemoteStore
 
@@ -97,20 +99,14 @@ class Backend:
         if self.on_exec is not None:
             self.on_exec()
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(None, self._run, target, argv,
-                                            bool(body.get("tty")), stdin)
+        result = await loop.run_in_executor(None, partial(
+            self.workloads.run_exec, target, argv, tty=bool(body.get("tty")), stdin=stdin))
         start_error = getattr(result, "start_error", None)
         if start_error:
             return web.Response(status=500, text=start_error)
         return web.json_response({"stdout": base64.b64encode(result.stdout).decode(),
                                   "stderr": base64.b64encode(result.stderr).decode(),
                                   "exit_code": int(result.exit_code)})
-
-    @staticmethod
-    def _run(target: Any, argv: list[str], tty: bool, stdin: bytes) -> Any:
-        if target.view is None:  # a container on a node without a model (Linux, EKS)
-            return powershell.ExecResult(*linux.exec_not_found(argv[0] if argv else ""))
-        return powershell.run(argv, target.view, tty=tty, stdin=stdin)
 
     async def logs(self, request: web.Request) -> web.Response:
         q = request.query
@@ -130,14 +126,7 @@ class Backend:
                            if cs.get("name") == container), None) or "ContainerCreating"
             return web.Response(status=400, text=f'container "{container}" in pod "{name}" '
                                 f"is waiting to start: {reason}")
-        text = self._log_text(pod, container)
-        tail = q.get("tailLines")
-        if tail is not None and tail.lstrip("-").isdigit() and int(tail) >= 0:
-            lines = text.splitlines(keepends=True)
-            text = "".join(lines[len(lines) - int(tail):]) if int(tail) else ""
-        limit = q.get("limitBytes")
-        if limit and limit.isdigit():
-            text = text.encode()[: int(limit)].decode("utf-8", "ignore")
+        text = cut_log(self._log_text(pod, container), q.get("tailLines"), q.get("limitBytes"))
         return web.Response(text=text, content_type="text/plain")
 
     def _log_text(self, pod: dict, container: str) -> str:
@@ -150,5 +139,4 @@ class Backend:
                 return path.read_text(encoding="utf-8", errors="replace")
             except OSError:
                 return ""
-        return self.workloads.logs(pod["metadata"]["namespace"], pod["metadata"]["name"],
-                                   container)
+        return self.workloads.log_text(pod, container)

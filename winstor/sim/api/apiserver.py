@@ -46,6 +46,53 @@ def _error(err: ApiError) -> web.Response:
     return _json(err.body(), err.code, err.headers)
 
 
+def cut_log(text: str, tail_lines: str | None, limit_bytes: str | None) -> str:
+    """A log cut as the kubelet cuts it: its last `tail_lines` lines, then at most
+    `limit_bytes` bytes (values already checked; anything else leaves it whole)."""
+    if tail_lines is not None and tail_lines.isdigit():
+        lines = text.splitlines(keepends=True)
+        text = "".join(lines[len(lines) - int(tail_lines):]) if int(tail_lines) else ""
+    if limit_bytes and limit_bytes.isdigit():
+        text = text.encode()[: int(limit_bytes)].decode("utf-8", "ignore")
+    return text
+
+
+def exec_status(command: list[str], exit_code: int, start_error: str | None,
+                translated: bool) -> dict[str, Any]:
+    """The Status an exec ends with on its error channel.
+
+    The container runtime's streaming server (containerd's copy of the kubelet's)
+    writes it: a process that could not start is an InternalError ("Internal error
+    occurred: error executing command in container: ..."), a non-zero exit a
+    NonZeroExitCode whose message names the command. That is what a `v4` client reads.
+    A `v5.channel.k8s.io` client (kubectl and the Python client offer it first) is
+    served by the API server's stream translator, which speaks SPDY to the runtime and
+    re-makes the Status from the error it got back: an exit code becomes "command
+    terminated with exit code N", and anything else is wrapped in a second
+    InternalError, so the message carries "Internal error occurred: " twice.
+    """
+    if start_error:
+        # The runtime could not start the process: no exit code exists.
+        inner = f"error executing command in container: {start_error}"
+        status: dict[str, Any] = {
+            "metadata": {}, "status": "Failure",
+            "message": f"Internal error occurred: {inner}", "reason": "InternalError",
+            "details": {"causes": [{"message": inner}]}, "code": 500}
+        if translated:
+            wrapped = status["message"]
+            status["message"] = f"Internal error occurred: {wrapped}"
+            status["details"] = {"causes": [{"message": wrapped}]}
+        return status
+    if exit_code == 0:
+        return {"metadata": {}, "status": "Success"}
+    detail = (f"command terminated with exit code {exit_code}" if translated else
+              f"error executing command [{' '.join(command)[:200]}], exit code {exit_code}")
+    return {"metadata": {}, "status": "Failure",
+            "message": f"command terminated with non-zero exit code: {detail}",
+            "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": str(exit_code)}]}}
+
+
 class Route:
     """A parsed resource URL: /api/v1/namespaces/ns/pods/name/sub."""
 
@@ -161,6 +208,47 @@ class Backend(Protocol):
     def render_metrics(self) -> str: ...
 
 
+class _Bookmarks:
+    """When a watch with allowWatchBookmarks gets a BOOKMARK, as the watch cache sends
+    them: roughly every `every` seconds (a minute on a real server) and once more 2 s
+    before the watch's deadline, never after that; each carries only the
+    resourceVersion of the newest change of the watched kind, and is sent only when
+    that is newer than the version the watch started from (a quiet kind gets none).
+    A watch shorter than 2 s therefore gets no bookmark at all."""
+
+    def __init__(self, store: Store, kind: Kind, resource_version: str | None,
+                 deadline: float, every: float) -> None:
+        self.store, self.kind, self.deadline, self.every = store, kind, deadline, every
+        self.newest = max((int(o["metadata"]["resourceVersion"]) for o in store.iter(kind)),
+                          default=0)
+        rv = resource_version or ""
+        self.start = int(rv) if rv.isdigit() and rv != "0" else self.newest
+        # Every change of the kind, in any namespace, to know the newest version.
+        self.changes = store.watch(kind, None, lambda _: True, str(store.rv))
+        self.due = self._next(time.monotonic())
+
+    def _next(self, now: float) -> float:
+        due = min(now + self.every, self.deadline - 2.0)
+        return due if due > now else float("inf")
+
+    def take(self, now: float) -> dict | None:
+        """The bookmark due now, if any (None when it is not due or nothing changed)."""
+        if now < self.due:
+            return None
+        self.due = self._next(now)
+        while not self.changes.queue.empty():
+            change = self.changes.queue.get_nowait()
+            if change is not None:
+                self.newest = max(self.newest, change.rv)
+        if self.newest <= self.start:
+            return None
+        return {"kind": self.kind.kind, "apiVersion": self.kind.api_version,
+                "metadata": {"resourceVersion": str(self.newest)}}
+
+    def close(self) -> None:
+        self.store.unwatch(self.changes)
+
+
 class ApiServer:
     def __init__(self, cluster: Backend) -> None:
         self.cluster = cluster
@@ -226,9 +314,7 @@ class ApiServer:
         if route.sub == "exec":
             return await self._exec(request, route)
         if route.sub == "log":
-            text = self.cluster.pod_logs(route.namespace, route.name or "",
-                                         query.get("container"))
-            return web.Response(text=text, content_type="text/plain")
+            return self._logs(route, query)
         verb = _verb(request.method, route, query)
         if verb == "watch":
             return await self._watch(request, route, query)
@@ -284,6 +370,30 @@ class ApiServer:
                                        f"({meta.get('name')}) does not match the name on the "
                                        f"URL ({route.name})")
 
+    # -- logs --------------------------------------------------------------
+    def _logs(self, route: Route, query: dict[str, str]) -> web.Response:
+        """GET pods/log: PodLogOptions checked as the API server checks them (before it
+        asks the kubelet), then the container's log cut by tailLines and limitBytes."""
+        name = route.name or ""
+        tail, limit = query.get("tailLines"), query.get("limitBytes")
+        for field, value, least in (("tailLines", tail, 0), ("limitBytes", limit, 1)):
+            if value is None:
+                continue
+            try:
+                number = int(value)
+            except ValueError:
+                raise ApiError.bad_request(
+                    f'strconv.ParseInt: parsing "{value}": invalid syntax') from None
+            if number < least:
+                rule = f"must be greater than {'or equal to ' if least == 0 else ''}0"
+                cause = {"reason": "FieldValueInvalid", "field": field,
+                         "message": f"Invalid value: {number}: {rule}"}
+                raise ApiError(422, "Invalid", f'PodLogOptions "{name}" is invalid: '
+                               f"{field}: {cause['message']}",
+                               {"name": name, "kind": "PodLogOptions", "causes": [cause]})
+        text = self.cluster.pod_logs(route.namespace, name, query.get("container"))
+        return web.Response(text=cut_log(text, tail, limit), content_type="text/plain")
+
     # -- watch -------------------------------------------------------------
     async def _watch(self, request: web.Request, route: Route,
                      query: dict[str, str]) -> web.StreamResponse:
@@ -316,8 +426,9 @@ class ApiServer:
             return resp
         timeout = float(query.get("timeoutSeconds") or 1800)
         deadline = time.monotonic() + timeout
-        bookmarks = parse_bool(query.get("allowWatchBookmarks"))
-        bookmark_every = self.cluster.bookmark_interval
+        marks = _Bookmarks(store, route.kind, query.get("resourceVersion"), deadline,
+                           self.cluster.bookmark_interval,
+                           ) if parse_bool(query.get("allowWatchBookmarks")) else None
         drop_at = self.cluster.faults.watch_drop_deadline()
         try:
             while True:
@@ -325,19 +436,18 @@ class ApiServer:
                 wait = deadline - now
                 if drop_at is not None:
                     wait = min(wait, drop_at - now)
-                if bookmarks:
-                    wait = min(wait, bookmark_every)
-                if wait <= 0:
+                if marks is not None:
+                    wait = min(wait, marks.due - now)
+                if wait <= 0 and (marks is None or now >= deadline):
                     break
                 try:
-                    change = await asyncio.wait_for(watcher.queue.get(), wait)
+                    change = await asyncio.wait_for(watcher.queue.get(), max(wait, 0))
                 except asyncio.TimeoutError:
                     if drop_at is not None and time.monotonic() >= drop_at:
                         self.cluster.metrics.faults["watch-drop"] += 1
                         break
-                    if bookmarks and time.monotonic() < deadline:
-                        mark = {"kind": route.kind.kind, "apiVersion": route.kind.api_version,
-                                "metadata": {"resourceVersion": str(store.rv)}}
+                    mark = marks.take(time.monotonic()) if marks is not None else None
+                    if mark is not None:
                         await resp.write((json.dumps({"type": "BOOKMARK", "object": mark})
                                           + "\n").encode())
                     continue
@@ -349,6 +459,8 @@ class ApiServer:
             pass
         finally:
             store.unwatch(watcher)
+            if marks is not None:
+                marks.close()
         with contextlib.suppress(ConnectionResetError):
             await resp.write_eof()
         return resp
@@ -372,24 +484,8 @@ class ApiServer:
             await ws.send_bytes(b"\x01" + result.stdout)
         if result.stderr:
             await ws.send_bytes(b"\x02" + result.stderr)
-        start_error = getattr(result, "start_error", None)
-        if start_error:
-            # The runtime could not start the process: no exit code exists.
-            status: dict[str, Any] = {
-                "metadata": {}, "status": "Failure", "reason": "InternalError",
-                "message": f"error executing command in container: {start_error}",
-                "details": {"causes": [{"message": start_error}]}}
-        elif result.exit_code == 0:
-            status = {"metadata": {}, "status": "Success"}
-        else:
-            status = {
-                "metadata": {}, "status": "Failure",
-                "message": f"command terminated with non-zero exit code: error executing "
-                           f"command [{' '.join(command)[:200]}], exit code {result.exit_code}",
-                "reason": "NonZeroExitCode",
-                "details": {"causes": [{"reason": "ExitCode",
-                                        "message": str(result.exit_code)}]},
-            }
+        status = exec_status(command, result.exit_code, getattr(result, "start_error", None),
+                             translated=proto.startswith("v5"))
         if proto.startswith(("v4", "v5")):
             await ws.send_bytes(b"\x03" + json.dumps(status).encode())
         elif result.exit_code != 0:

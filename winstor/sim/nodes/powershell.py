@@ -8,8 +8,8 @@
   runner put after the header;
 * anything else is run by a small interpreter of the commands a person types
   while following the seed walkthrough (`ls`, `Get-Content`, `Set-Content`,
-  `New-Item`, `Remove-Item`, `Test-Path`, `hostname`, `echo`, `cd`, `cmd /c`),
-  with Windows PowerShell 5.1's output and error formats.
+  `New-Item`, `Remove-Item`, `Test-Path`, `hostname`, `echo`, `cd`, `cmd /c`,
+  `exit N`, `throw`), with Windows PowerShell 5.1's output and error formats.
 
 A statement the interpreter cannot model fails the way PowerShell fails on a
 command that does not exist: `X : The term 'X' is not recognized ...`, naming
@@ -23,7 +23,8 @@ emits a "Preparing modules for first use." progress record there, stdout goes
 through the OEM code page (437) so non-ASCII becomes `?`, and lines end in CRLF.
 
 In a Linux container (the kind flavour's `LinuxContainerView`) the executables
-are `pwsh` (PowerShell images only) and a few GNU tools (`ls`, `cat`, `mkdir`,
+are `pwsh` (PowerShell images only), the image's shell (`sh -c`, see
+`winstor.sim.nodes.shell`) and a few GNU tools (`ls`, `cat`, `mkdir`,
 `rm`, `hostname`, see `winstor.sim.nodes.linux`); anything else fails as runc does
 (`executable file not found in $PATH`, exit 126). pwsh there behaves as on
 Linux: POSIX paths relative to `/`, LF line ends, UTF-8, the Unix listing
@@ -46,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
-from . import linux, twins
+from . import linux, shell, twins
 from .linux import LinuxContainerView
 from .windows import ContainerView, Entry, WinError, join_path, split_path
 
@@ -61,9 +62,11 @@ class ExecResult:
 
     `start_error` is set when the process could not be started at all (no such
     executable). containerd then returns an error instead of an exit code, and
-    the kubelet reports it as a `Failure` Status with reason `InternalError`
-    and message `error executing command in container: <start_error>` — kubectl
-    prints `error: Internal error occurred: ...` and exits 1. `exit_code` is
+    its streaming server reports it as a `Failure` Status with reason
+    `InternalError` and message `Internal error occurred: error executing command
+    in container: <start_error>` (through the API server's v5 translator, with a
+    second "Internal error occurred: " in front) — kubectl prints
+    `error: Internal error occurred: ...` and exits 1. `exit_code` is
     126 in that case (the code runc-based runtimes give for "cannot execute")
     only for callers that look at nothing else.
     """
@@ -116,6 +119,14 @@ def _run_linux(
     stdin: bytes,
     random_bytes: Callable[[int], bytes],
 ) -> ExecResult:
+    if argv and shell.is_shell(argv[0], view.image):
+        def natives(words: list[str]) -> tuple[bytes, bytes, int] | None:
+            tool = linux.find_program(view, words[0])
+            if tool is None or tool == "pwsh":
+                return None
+            return linux.run_native([tool, *words[1:]], view, tty=tty)
+        return ExecResult(*shell.run(argv, hostname=view.hostname, image=view.image,
+                                     natives=natives, stdin=stdin))
     program = linux.find_program(view, argv[0]) if argv else None
     if program is None:
         return ExecResult(*linux.exec_not_found(argv[0] if argv else ""))
@@ -782,6 +793,9 @@ class _Session:
             code = self._value(tokens[1]) if len(tokens) == 2 else "0"
             if re.fullmatch(r"-?\d+", code.strip()):
                 raise _Exit(int(code))
+        if first.kind == "word" and first.value.lower() == "throw" and len(tokens) <= 2:
+            self.err.append(self._thrown(tokens, line_text))
+            raise _Stop
         if first.kind != "word" or first.value.lower() in _KEYWORDS:
             return self._unsupported(tokens, line_text)
         command = self._command(first.value)
@@ -883,6 +897,32 @@ class _Session:
         return self._record(
             token.value, failure, token.line, line_text, token.col, token.end, bracket=""
         )
+
+    def _thrown(self, tokens: list[_Token], line_text: str) -> str:
+        """`throw [value]`: a terminating error that ends the script with exit code 1.
+
+        5.1 prints the thrown text itself as the record's first line (no "command :"),
+        a RuntimeException of category OperationStopped whose id is the text; a bare
+        `throw` throws "ScriptHalted". pwsh's concise view is one line."""
+        first = tokens[0]
+        value = self._value(tokens[1]) if len(tokens) == 2 else ""
+        message = value or "ScriptHalted"
+        if self.shell == "pwsh":
+            return f"Exception: {message}\r\n"
+        end = tokens[-1].end if tokens[-1].line == first.line else len(line_text)
+        where = f"At {self.script_path}:{first.line}" if self.script_path else (
+            f"At line:{first.line}")
+        lines = [
+            message,
+            f"{where} char:{first.col + 1}",
+            f"+ {line_text}",
+            f"+ {' ' * first.col}{'~' * max(1, end - first.col)}",
+            f"    + CategoryInfo          : OperationStopped: ({value}:"
+            f"{'String' if value else ''}) [], RuntimeException",
+            f"    + FullyQualifiedErrorId : {message}",
+            " ",
+        ]
+        return "\r\n".join(lines) + "\r\n"
 
     def _unsupported(self, tokens: list[_Token], line_text: str) -> bool:
         """Something beyond the model: report its first unknown command word as not found."""

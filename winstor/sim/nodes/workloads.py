@@ -19,7 +19,7 @@ from ..api.errors import ApiError
 from ..api.kinds import kind_of
 from ..api.store import Store
 from ..topology import KIND_HOST_KERNEL, NodePlan
-from . import linux, powershell, smb, windows
+from . import linux, powershell, shell, smb, windows
 
 PODS = kind_of("v1", "Pod")
 PVCS = kind_of("v1", "PersistentVolumeClaim")
@@ -284,16 +284,55 @@ class Workloads:
                 f'unable to upgrade connection: container not found ("{container}")')
         return ExecTarget(pod, container, self.views[key])
 
-    def run_exec(self, target: ExecTarget, argv: list[str]) -> Any:
+    def run_exec(self, target: ExecTarget, argv: list[str], *, tty: bool = False,
+                 stdin: bytes = b"") -> Any:
         if target.view is None:
-            return powershell.ExecResult(*linux.exec_not_found(argv[0]))
-        return powershell.run(argv, target.view)
+            return powershell.ExecResult(*_unmodelled_exec(target, argv, stdin))
+        return powershell.run(argv, target.view, tty=tty, stdin=stdin)
 
     def logs(self, namespace: str, name: str, container: str | None) -> str:
+        """A container's log, refused as the API server and kubelet refuse it: no pod
+        (404), a container the pod does not have or an ambiguous one, a container
+        that has not started (400, with their words)."""
         pod = self.store.peek(PODS, namespace, name)
         if pod is None:
             raise ApiError.not_found("pods", name)
-        return ""
+        specs = {c["name"]: c for c in pod["spec"].get("containers") or []}
+        if container is None:
+            if len(specs) != 1:
+                raise ApiError.bad_request(
+                    f"a container name must be specified for pod {name}, choose one of: "
+                    f"[{' '.join(specs)}]")
+            container = next(iter(specs))
+        if container not in specs:
+            raise ApiError.bad_request(f"container {container} is not valid for pod {name}")
+        if (pod["metadata"]["uid"], container) not in self.views:
+            reason = next((((cs.get("state") or {}).get("waiting") or {}).get("reason")
+                           for cs in (pod.get("status") or {}).get("containerStatuses") or []
+                           if cs.get("name") == container), None) or "ContainerCreating"
+            raise ApiError.bad_request(f'container "{container}" in pod "{name}" is waiting '
+                                       f"to start: {reason}")
+        return self.log_text(pod, container)
+
+    def log_text(self, pod: dict, container: str) -> str:
+        """What a running container has printed: a `sh -c` command's output up to its
+        first `sleep`; nothing for the PowerShell loops and pause images."""
+        spec = next((c for c in pod["spec"].get("containers") or []
+                     if c["name"] == container), None)
+        if spec is None:
+            return ""
+        command = [str(a) for a in (spec.get("command") or []) + (spec.get("args") or [])]
+        view = self.views.get((pod["metadata"]["uid"], container))
+        natives = None
+        if isinstance(view, linux.LinuxContainerView):
+            def natives(words: list[str]) -> tuple[bytes, bytes, int] | None:
+                tool = linux.find_program(view, words[0])
+                if tool is None or tool == "pwsh":
+                    return None
+                return linux.run_native([tool, *words[1:]], view)
+        elif view is not None:
+            return ""  # a Windows container: the modelled ones print nothing
+        return shell.container_log(command, _hostname(pod), spec.get("image", ""), natives)
 
     def bind_from_api(self, namespace: str | None, name: str, body: Any) -> dict:
         target = ((body or {}).get("target") or {}).get("name")
@@ -308,6 +347,28 @@ class Workloads:
         self.store.mutate(PODS, namespace, name, bind)
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                 "code": 201}
+
+
+def _hostname(pod: dict) -> str:
+    """The container's hostname: the pod's (spec.hostname, else its name), or the
+    node's with hostNetwork."""
+    spec = pod.get("spec") or {}
+    if spec.get("hostNetwork"):
+        return spec.get("nodeName") or pod["metadata"]["name"]
+    return spec.get("hostname") or pod["metadata"]["name"]
+
+
+def _unmodelled_exec(target: ExecTarget, argv: list[str],
+                     stdin: bytes) -> tuple[bytes, bytes, int]:
+    """An exec in a Linux container on a node without a model (EKS's Linux nodes): its
+    image's shell runs (`sh -c ...`, the shell's builtins); any other executable is
+    not in the model, and fails as runc fails on one missing from the image."""
+    spec = next((c for c in target.pod["spec"].get("containers") or []
+                 if c["name"] == target.container), {})
+    image = spec.get("image", "")
+    if argv and shell.is_shell(argv[0], image):
+        return shell.run(argv, hostname=_hostname(target.pod), image=image, stdin=stdin)
+    return linux.exec_not_found(argv[0] if argv else "")
 
 
 def volume_id_of(pv: dict) -> str | None:
