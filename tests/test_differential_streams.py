@@ -280,6 +280,27 @@ def op_exec_linux_sh(c: Cluster) -> dict[str, Any]:
     return _exec(c, LIN, ["sh", "-c", "echo hi; exit 4"])
 
 
+def op_exec_stdin(c: Cluster) -> dict[str, Any]:
+    """A script fed to the Linux pod's shell on stdin, closed by the client."""
+    script = "echo hi; echo oops >&2; exit 5\n"
+    ws = stream(c.core.connect_get_namespaced_pod_exec, LIN, NS, command=["sh"], stderr=True,
+                stdin=True, stdout=True, tty=False, _preload_content=False)
+    try:
+        ws.write_stdin(script)
+        ws.close_channel(0)
+        ws.run_forever(timeout=30)
+        via_client = {"stdout": ws.read_stdout(), "stderr": ws.read_stderr(),
+                      "status": _status(ws.read_channel(3))}
+    finally:
+        ws.close()
+    out = subprocess.run([KUBECTL, f"--kubeconfig={c.kubeconfig}", f"--context={c.context}",
+                          "-n", NS, "exec", "-i", LIN, "--", "sh"], input=script.encode(),
+                         capture_output=True, timeout=60)
+    return {"client": via_client,
+            "kubectl": {"rc": out.returncode, "stdout": out.stdout.decode(),
+                        "stderr": out.stderr.decode()}}
+
+
 def op_logs(c: Cluster) -> dict[str, Any]:
     return {"client": _log(c, LIN), "kubectl": _kubectl_log(c, LIN),
             "client_windows": _log(c, WIN)}
@@ -401,6 +422,7 @@ CASES: dict[str, tuple[Callable[[Cluster], dict[str, Any]], str | None]] = {
     "exec-bad-container": (op_exec_bad_container, None),
     "exec-no-pod": (op_exec_no_pod, None),
     "exec-linux-sh": (op_exec_linux_sh, None),
+    "exec-stdin": (op_exec_stdin, None),
     "logs": (op_logs, None),
     "logs-tail": (op_logs_tail, None),
     "logs-bad-container": (op_logs_bad_container, None),
@@ -469,6 +491,10 @@ REAL_SAYS: dict[str, dict[str, Any]] = {
     "exec-linux-sh": {
         "client": {"stdout": "hi\n", "stderr": "", "status": _exit(4)},
         "kubectl": {"rc": 4, "stdout": "hi\n", "stderr": "command terminated with exit code 4\n"}},
+    "exec-stdin": {
+        "client": {"stdout": "hi\n", "stderr": "oops\n", "status": _exit(5)},
+        "kubectl": {"rc": 5, "stdout": "hi\n",
+                    "stderr": "oops\ncommand terminated with exit code 5\n"}},
     "logs": {"client": {"text": "one\ntwo\nthree\n"},
              "kubectl": {"rc": 0, "stdout": "one\ntwo\nthree\n", "stderr": ""},
              "client_windows": {"text": ""}},

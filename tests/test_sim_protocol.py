@@ -167,6 +167,37 @@ def test_exec_exit_codes(shared_sim) -> None:
     v1.delete_namespaced_pod("exec-target", "default")
 
 
+def test_a_linux_pods_shell_reads_stdin_and_logs_its_output(shared_sim) -> None:
+    """The embedded cluster's EKS Linux nodes have no model, yet their images' shell
+    runs: a script on stdin (closed by the client), and the container's log is what
+    its own `sh -c` printed before it slept."""
+    v1 = core(shared_sim)
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="shell-target"),
+        spec=client.V1PodSpec(node_selector={"kubernetes.io/os": "linux"}, containers=[
+            client.V1Container(name="c", image="public.ecr.aws/docker/library/busybox:1.36",
+                               command=["sh", "-c", "echo up; sleep 3600"])]))
+    v1.create_namespaced_pod("default", pod)
+    w = watch.Watch()
+    for ev in w.stream(v1.list_namespaced_pod, "default",
+                       field_selector="metadata.name=shell-target", timeout_seconds=60):
+        if ev["object"].status.phase == "Running":
+            w.stop()
+    ws = stream(v1.connect_get_namespaced_pod_exec, "shell-target", "default", command=["sh"],
+                stderr=True, stdin=True, stdout=True, tty=False, _preload_content=False)
+    ws.write_stdin("echo hi; exit 5\n")
+    ws.close_channel(0)
+    ws.run_forever(timeout=30)
+    assert (ws.read_stdout(), ws.returncode) == ("hi\n", 5)
+    ws.close()
+    log = v1.read_namespaced_pod_log("shell-target", "default", _preload_content=False)
+    assert log.data == b"up\n"
+    with pytest.raises(ApiException) as exc:
+        v1.read_namespaced_pod_log("shell-target", "default", container="nope")
+    assert exc.value.status == 400 and "container nope is not valid" in exc.value.body
+    v1.delete_namespaced_pod("shell-target", "default")
+
+
 def test_wrong_token_is_401(shared_sim, tmp_path) -> None:
     data = yaml.safe_load(shared_sim.kubeconfig.read_text())
     data["users"][0]["user"]["token"] = "wrong"

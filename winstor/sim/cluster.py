@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from functools import partial
 from typing import Any
 
 from . import bootstrap
@@ -164,9 +165,10 @@ class Cluster:
                     container: str | None) -> ExecTarget:
         return self.workloads.exec_target(namespace or "default", name, container)
 
-    async def run_exec(self, target: ExecTarget, argv: list[str]) -> Any:
+    async def run_exec(self, target: ExecTarget, argv: list[str], stdin: bytes = b"") -> Any:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self.workloads.run_exec, target, argv)
+        return await loop.run_in_executor(None, partial(self.workloads.run_exec, target, argv,
+                                                        stdin=stdin))
 
     def pod_logs(self, namespace: str | None, name: str, container: str | None) -> str:
         return self.workloads.logs(namespace or "default", name, container)

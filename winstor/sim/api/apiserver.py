@@ -201,11 +201,38 @@ class Backend(Protocol):
         """Check that the container can be exec'd into (errors as `ApiError`); the
         result is opaque here and goes back to `run_exec`."""
 
-    async def run_exec(self, target: Any, argv: list[str]) -> ExecOutput: ...
+    async def run_exec(self, target: Any, argv: list[str], stdin: bytes = b"",
+                       ) -> ExecOutput: ...
 
     def pod_logs(self, namespace: str | None, name: str, container: str | None) -> str: ...
 
     def render_metrics(self) -> str: ...
+
+
+STDIN_IDLE_S = 2.0
+"""Exec stdin counts as closed after this long without data, as the controlplane
+target's stream server has it: the model runs a command to completion, so it needs
+stdin whole, and a v4 client cannot half-close it."""
+
+
+async def _read_stdin(ws: web.WebSocketResponse) -> tuple[bytes, bool]:
+    """An exec's stdin (channel 0 frames) until the client closes it (v5's close
+    signal, 255 0), closes the socket, or stays quiet for `STDIN_IDLE_S`; True when
+    the socket itself is closing."""
+    data = bytearray()
+    while True:
+        try:
+            msg = await asyncio.wait_for(ws.receive(), STDIN_IDLE_S)
+        except asyncio.TimeoutError:
+            return bytes(data), False
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED,
+                        WSMsgType.ERROR):
+            return bytes(data), True
+        frame = msg.data if msg.type == WSMsgType.BINARY else str(msg.data).encode()
+        if frame[:2] == b"\xff\x00":
+            return bytes(data), False
+        if frame[:1] == b"\x00":
+            data += frame[1:]
 
 
 class _Bookmarks:
@@ -479,7 +506,11 @@ class ApiServer:
         await ws.prepare(request)
         self.cluster.metrics.exec_sessions += 1
         proto = ws.ws_protocol or ""
-        result = await self.cluster.run_exec(target, command)
+        closed = False
+        stdin = b""
+        if parse_bool((params.get("stdin") or [None])[0]):
+            stdin, closed = await _read_stdin(ws)
+        result = await self.cluster.run_exec(target, command, stdin)
         if result.stdout:
             await ws.send_bytes(b"\x01" + result.stdout)
         if result.stderr:
@@ -491,11 +522,8 @@ class ApiServer:
         elif result.exit_code != 0:
             await ws.send_bytes(b"\x03" + status["message"].encode())
         # Drain anything the client sends (stdin close on v5) without blocking.
-        try:
-            msg = await asyncio.wait_for(ws.receive(), 0.001)
-            if msg.type == WSMsgType.CLOSE:
-                pass
-        except asyncio.TimeoutError:
-            pass
+        if not closed:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(ws.receive(), 0.001)
         await ws.close()
         return ws
