@@ -447,8 +447,52 @@ def op_server_side_apply(c: Cluster) -> dict[str, Any]:
     obj2 = _cm(name, {"a": "2"})
     conflict = c.kubectl("apply", "--server-side", "--field-manager=diff-b", "-f", "-",
                          stdin=json.dumps(obj2))
+    forced = c.kubectl("apply", "--server-side", "--field-manager=diff-b", "--force-conflicts",
+                       "-f", "-", stdin=json.dumps(obj2))
+    after_force = _get(c, name)
+    # diff-a applies again without `l`: its label goes (nobody else owns it); `a` stays
+    # diff-b's.
+    again = c.kubectl("apply", "--server-side", "--field-manager=diff-a", "-f", "-",
+                      stdin=json.dumps(_cm(name, {"a": "2", "b": "3"})))
     return {"apply": _kubectl_outcome(out), "conflict": _kubectl_outcome(conflict),
-            "obj": _get(c, name)}
+            "conflict_says": conflict.stderr.splitlines()[:1],
+            "obj": after_force, "forced": _kubectl_outcome(forced),
+            "again": _kubectl_outcome(again), "final": _get(c, name),
+            "managed": _managed(c, name), "names": [name], **_raw_apply(c, name)}
+
+
+def _managed(c: Cluster, name: str) -> list[Any]:
+    obj = c.core.read_namespaced_config_map(name, NS)
+    return sorted((m.manager, m.operation, json.dumps(m.fields_v1, sort_keys=True))
+                  for m in obj.metadata.managed_fields or [])
+
+
+def _raw_apply(c: Cluster, name: str) -> dict[str, Any]:
+    """Apply PATCHes through the client: no fieldManager, a conflict's Status, co-owning
+    an equal value, and an Update manager (a merge patch) that apply then conflicts with."""
+    def apply(body: dict[str, Any], **params: str) -> dict[str, Any]:
+        try:
+            resp = c.api.call_api(
+                f"/api/v1/namespaces/{NS}/configmaps/{name}", "PATCH",
+                query_params=list(params.items()),
+                header_params={"Content-Type": "application/apply-patch+yaml",
+                               "Accept": "application/json"},
+                body=body, auth_settings=["BearerToken"], _preload_content=False)
+            return {"status": resp.status}
+        except ApiException as err:
+            status = json.loads(err.body or "{}")
+            causes = (status.get("details") or {}).get("causes") or []
+            return {"status": err.status, "reason": status.get("reason"),
+                    "message": status.get("message"),  # causes come in Go's map order
+                    "causes": sorted(causes, key=lambda c: json.dumps(c, sort_keys=True))}
+
+    unnamed = apply(_cm(name, {"a": "9"}))
+    conflicts = apply(_cm(name, {"a": "9", "b": "9"}, {"z": "1"}), fieldManager="diff-c")
+    coowned = apply(_cm(name, {"b": "3"}), fieldManager="diff-c")
+    c.core.patch_namespaced_config_map(name, NS, {"data": {"p": "1"}})
+    over_update = apply(_cm(name, {"p": "2"}), fieldManager="diff-c")
+    return {"raw_unnamed": unnamed, "raw_conflicts": conflicts, "raw_coowned": coowned,
+            "raw_over_update": over_update, "managed_at_end": _managed(c, name)}
 
 
 def op_client_side_apply(c: Cluster) -> dict[str, Any]:
@@ -531,9 +575,7 @@ CASES: dict[str, tuple[Callable[[Cluster], dict[str, Any]], str | None]] = {
     "client-side-apply": (op_client_side_apply, None),
     "delete-foreground": (op_delete_foreground, None),
     "namespace-termination": (op_namespace_termination, None),
-    "server-side-apply": (op_server_side_apply,
-                          "no server-side apply: PATCH apply-patch+yaml fails "
-                          "(real: creates, conflicts)"),
+    "server-side-apply": (op_server_side_apply, None),
 }
 
 
@@ -591,7 +633,18 @@ REAL_SAYS: dict[str, dict[str, Any]] = {
                                               "field": "metadata.namespace"}]},
                               "create_in_gone": {"status": 404, "reason": "NotFound"}},
     "server-side-apply": {"apply": _OK, "conflict": {"rc": 1, "reason": None},
-                          "obj": {"data": {"a": "1"}, "labels": {"l": "1"}}},
+                          "conflict_says": ['error: Apply failed with 1 conflict: conflict '
+                                            'with "diff-a": .data.a'],
+                          "obj": {"data": {"a": "2"}, "labels": {"l": "1"}},
+                          "final": {"data": {"a": "2", "b": "3"}, "labels": {}},
+                          "raw_unnamed": {"status": 422, "reason": "Invalid",
+                                          "message": 'PatchOptions.meta.k8s.io "" is invalid: '
+                                                     "fieldManager: Required value: is required "
+                                                     "for apply patch",
+                                          "causes": [{"reason": "FieldValueRequired",
+                                                      "message": "Required value: is required "
+                                                                 "for apply patch",
+                                                      "field": "fieldManager"}]}},
 }
 
 

@@ -164,3 +164,27 @@ def test_dry_run_delete_checks_preconditions(schemas: SchemaRegistry) -> None:
     assert err.value.code == 409
     reg.delete(CM, "default", "keep", {"dryRun": ["All"]}, {})
     assert reg.get(CM, "default", "keep")[0]["metadata"]["name"] == "keep"
+
+
+def test_apply_creates_conflicts_and_a_no_op_update_stays_one(schemas: SchemaRegistry) -> None:
+    reg = _registry(schemas)
+    ctype = "application/apply-patch+yaml"
+    made, code, _ = reg.patch(CM, "default", "s", None, {**_cm("s"), "data": {"a": "1"}},
+                              ctype, {"fieldManager": "m1"})
+    assert code == 201 and made["metadata"]["managedFields"][0]["fieldsV1"] == {
+        "f:data": {"f:a": {}}, "f:metadata": {"f:labels": {}}}
+    with pytest.raises(ApiError) as err:
+        reg.patch(CM, "default", "s", None, {"metadata": {"name": "s"}, "data": {"a": "2"}},
+                  ctype, {"fieldManager": "m2"})
+    assert err.value.code == 409 and err.value.message == (
+        'Apply failed with 1 conflict: conflict with "m1": .data.a')
+    with pytest.raises(ApiError) as err:
+        reg.patch(CM, "default", "s", None, {"metadata": {"name": "s"}}, ctype, {})
+    assert err.value.code == 422
+    cur, _, _ = reg.get(CM, "default", "s")
+    same, _, _ = reg.update(CM, "default", "s", None, cur, {"fieldManager": "m3"})
+    assert same["metadata"]["resourceVersion"] == cur["metadata"]["resourceVersion"]
+    changed, _, _ = reg.update(CM, "default", "s", None, {**cur, "data": {"a": "3"}},
+                               {"fieldManager": "m3"})
+    owners = {(m["manager"], m["operation"]) for m in changed["metadata"]["managedFields"]}
+    assert ("m3", "Update") in owners

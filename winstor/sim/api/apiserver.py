@@ -26,6 +26,7 @@ from . import discovery, tables
 from .errors import ApiError
 from .faults import Faults
 from .kinds import Kind, lookup
+from .managedfields import default_manager
 from .rbac import UserInfo
 from .schema import SchemaRegistry
 from .selectors import field_selector, label_selector
@@ -351,6 +352,12 @@ class ApiServer:
                 if request.method in ("POST", "PUT", "PATCH", "DELETE") else None)
         if verb in ("create", "update", "delete"):
             self._check_body_target(route, body, verb)
+        ctype = request.headers.get("Content-Type", "")
+        if verb in ("create", "update", "patch") and not query.get("fieldManager") and \
+                not ctype.startswith("application/apply-patch"):
+            # A write that names no field manager is recorded under its client's product
+            # (the User-Agent up to '/'), as the real server does; apply must name one.
+            query["fieldManager"] = default_manager(request.headers.get("User-Agent", ""))
         result, code, warnings = await self.cluster.handle(
             verb, route.kind, route.namespace, route.name, route.sub, query, body,
             request.headers.get("Content-Type", ""), user=request.get("user"))

@@ -13,7 +13,8 @@ Three formats, each with the apiserver's semantics and error codes:
 * `application/merge-patch+json`: RFC 7386.
 * `application/json-patch+json`: RFC 6902 with JSON pointers.
 
-`application/apply-patch+yaml` (server-side apply) is refused with 415.
+`application/apply-patch+yaml` (server-side apply) is not a patch here: the registry hands
+it to `managedfields` (this module refuses it with 415).
 
 Error codes follow apiserver's patch handler: a body that is not the right
 JSON shape is 400; a JSON patch that does not apply is 422 with the generic

@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from . import admission, defaults, pagination, validation
+from . import admission, defaults, managedfields, pagination, validation
 from .errors import ApiError
 from .kinds import Kind, kind_of
 from .patch import PatchError, apply_patch, decoding_error
@@ -22,6 +22,7 @@ from .store import Store
 
 Result = tuple[dict, int, list[str]]
 PODS = kind_of("v1", "Pod")
+APPLY_PATCH = "application/apply-patch+yaml"
 # The apiserver's generateName suffix: 5 characters, no vowels (no accidental words).
 GENERATED_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -84,8 +85,15 @@ class Registry:
         return ({"kind": kind.list_kind, "apiVersion": kind.api_version,
                  "metadata": meta, "items": items}, 200, [])
 
+    def _manage(self, kind: Kind, old: dict | None, new: dict, query: dict[str, str]) -> None:
+        """Record the write's field manager in `new` (managedfields.record_update)."""
+        manager = query.get("fieldManager")
+        if manager:
+            managedfields.record_update(old, new, self.schemas.patch_meta(
+                kind.api_version, kind.kind), manager)
+
     def create(self, kind: Kind, namespace: str | None, body: Any,
-               query: dict[str, str]) -> Result:
+               query: dict[str, str], *, applied: bool = False) -> Result:
         obj = self._check_type(kind, body)
         meta = obj.setdefault("metadata", {})
         if kind.namespaced:
@@ -103,6 +111,8 @@ class Registry:
                 random.choices(GENERATED_NAME_CHARS, k=5))
         validation.validate_create(kind, obj)
         warnings += self.admit("create", kind, obj, None)
+        if not applied:
+            self._manage(kind, None, obj, query)
         if query.get("dryRun") == "All":
             return obj, 201, warnings
         return self.store.create(kind, obj), 201, warnings
@@ -119,14 +129,17 @@ class Registry:
             admission.immutable_fields(kind, old, obj)
             validation.validate_update(kind, obj, old)
             warnings += self.admit("update", kind, obj, old)
+            self._manage(kind, old, obj, query)
         if query.get("dryRun") == "All":
             return obj, 200, warnings
         return self.store.replace(kind, obj, subresource=sub), 200, warnings
 
     def patch(self, kind: Kind, namespace: str | None, name: str, sub: str | None,
               body: Any, content_type: str, query: dict[str, str]) -> Result:
-        old = self.store.get(kind, namespace, name)
         ctype = content_type.split(";")[0].strip()
+        if ctype == APPLY_PATCH:
+            return self.apply(kind, namespace, name, sub, body, query)
+        old = self.store.get(kind, namespace, name)
         try:
             new = apply_patch(old, body, ctype, schemas=self.schemas)
             mode = query.get("fieldValidation", "Warn")
@@ -139,6 +152,39 @@ class Registry:
             # PATCH reports decoding failures as 422 "patch: Invalid value", unlike POST.
             perr = decoding_error(err, ctype, body, new)
             raise ApiError(perr.code, perr.reason, perr.message, perr.details) from None
+        if sub is None:
+            admission.immutable_fields(kind, old, new)
+            validation.validate_update(kind, new, old)
+            warnings += self.admit("update", kind, new, old)
+            self._manage(kind, old, new, query)
+        if query.get("dryRun") == "All":
+            return new, 200, warnings
+        return self.store.replace(kind, new, subresource=sub), 200, warnings
+
+    def apply(self, kind: Kind, namespace: str | None, name: str, sub: str | None,
+              body: Any, query: dict[str, str]) -> Result:
+        """Server-side apply (see managedfields): create when missing, else merge with
+        conflict detection; the rest of the write path is create's or update's."""
+        manager = managedfields.require_manager(query)
+        force = query.get("force") in ("1", "t", "T", "true", "TRUE", "True")
+        applied = self._check_type(kind, body)
+        meta = applied.setdefault("metadata", {})
+        if meta.get("name") not in (None, name):
+            raise ApiError.bad_request(f"the name of the object ({meta.get('name')}) does not "
+                                       f"match the name on the URL ({name})")
+        meta["name"] = name
+        if kind.namespaced:
+            meta["namespace"] = namespace
+        root = self.schemas.patch_meta(kind.api_version, kind.kind)
+        old = self.store.peek(kind, namespace, name)
+        if old is None:
+            if sub is not None:
+                raise ApiError.not_found(kind.plural, name, kind.group)
+            obj = managedfields.apply(None, applied, root, manager, force)
+            return self.create(kind, namespace, obj, query, applied=True)
+        old = copy.deepcopy(old)
+        new = managedfields.apply(old, applied, root, manager, force)
+        warnings = self._validate(kind, new, query)
         if sub is None:
             admission.immutable_fields(kind, old, new)
             validation.validate_update(kind, new, old)
