@@ -168,13 +168,13 @@ def test_workers_that_collected_different_tests_run_nothing() -> None:
     assert len(reports) == 1 and reports[0].failed and "gw1" in str(reports[0].longrepr)
 
 
-def test_heads_name_the_check_each_worker_is_on() -> None:
-    """What a signal interrupts on a worker whose start the controller has not heard of
-    yet (winstor.plugin.interrupt.STARTING)."""
+def test_pending_lists_what_each_worker_has_not_finished_in_order() -> None:
+    """What a signal may have interrupted on a worker whose reports the controller has not
+    all heard yet (winstor.plugin.interrupt.STARTING)."""
     collection = catalog("sim-1", "sim-2")
     sched, (gw0, gw1) = start(collection, 2)
-    assert sched.heads() == [collection[gw0.queue[0]], collection[gw1.queue[0]]]
+    assert sched.pending() == [[collection[i] for i in gw0.queue],
+                               [collection[i] for i in gw1.queue]]
     sched.mark_test_complete(gw0, gw0.queue.pop(0))
-    assert sched.heads()[0] == collection[gw0.queue[0]]
-    assert collection[gw0.queue[0]] == "suites/test_x.py::test_1[sim-1:NODES-READY-01]"
-    assert ClusterScheduling(fake_config(2, [])).heads() == []  # nothing scheduled yet
+    assert sched.pending()[0][0] == "suites/test_x.py::test_1[sim-1:NODES-READY-01]"
+    assert ClusterScheduling(fake_config(2, [])).pending() == []  # nothing scheduled yet

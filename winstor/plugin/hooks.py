@@ -108,7 +108,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         return None
     from winstor.plugin.scheduling import ClusterScheduling
     scheduler = ClusterScheduling(config, log)
-    config.stash[interrupt.WORKER_HEADS] = scheduler.heads
+    config.stash[interrupt.WORKER_PENDING] = scheduler.pending
     return scheduler
 
 
@@ -370,6 +370,7 @@ def pytest_runtest_logfinish(nodeid: str, location: Any) -> None:
     config = _controller_config()
     if config is not None:
         config.stash[interrupt.IN_FLIGHT].pop(nodeid, None)
+        config.stash.setdefault(interrupt.FINISHED, set()).add(nodeid)
 
 
 def _ids(nodeid: str) -> tuple[str, str] | None:

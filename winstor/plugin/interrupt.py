@@ -50,10 +50,22 @@ import pytest
 
 from winstor.plugin.runstate import RunState
 
-__all__ = ["INTERRUPTED_BY", "IN_FLIGHT", "NEXT_PHASE", "STARTING", "WORKER_HEADS", "Swept",
-           "child_pids",
-           "install_controller_handler", "install_worker_handler", "interrupted_checks",
-           "interrupted_reason", "janitor_command", "sweep"]
+__all__ = [
+    "FINISHED",
+    "INTERRUPTED_BY",
+    "IN_FLIGHT",
+    "NEXT_PHASE",
+    "STARTING",
+    "WORKER_PENDING",
+    "Swept",
+    "child_pids",
+    "install_controller_handler",
+    "install_worker_handler",
+    "interrupted_checks",
+    "interrupted_reason",
+    "janitor_command",
+    "sweep",
+]
 
 INTERRUPTED_BY = pytest.StashKey[str]()
 """The signal that stopped the run (`SIGTERM`, `SIGINT`), once one has."""
@@ -63,12 +75,15 @@ IN_FLIGHT = pytest.StashKey[dict[str, str]]()
 not finished: what a signal interrupts."""
 NEXT_PHASE = {"setup": "call", "call": "teardown"}
 
-WORKER_HEADS = pytest.StashKey[Callable[[], list[str]]]()
-"""xdist controller: node ids of the check each worker is on (running, or next to start),
-as its scheduler knows them - set where winstor's scheduler is made."""
-STARTING = pytest.StashKey[list[str]]()
-"""The worker heads when the signal came whose start had not reached the controller: a
-worker signalled at once may be mid-check before its controller heard that it started."""
+FINISHED = pytest.StashKey[set[str]]()
+"""Controller: node ids whose last report came (pytest_runtest_logfinish)."""
+WORKER_PENDING = pytest.StashKey[Callable[[], list[list[str]]]]()
+"""xdist controller: per worker, the node ids sent to it that its scheduler has not heard
+complete, in order - set where winstor's scheduler is made."""
+STARTING = pytest.StashKey[list[list[str]]]()
+"""WORKER_PENDING when the signal came. A worker's reports reach the controller after the
+fact, so the check a worker is on may be one whose start the controller has not heard of:
+the first of its pending checks that has not reached its teardown."""
 
 SWEEP_TIMEOUT = 600.0
 """The sweep's bound, all clusters together (they are swept at once)."""
@@ -78,8 +93,17 @@ def interrupted_checks(config: pytest.Config) -> dict[str, str]:
     """Node id -> phase of the checks a signal stopped mid-way; {} unless one did."""
     if INTERRUPTED_BY not in config.stash:
         return {}
-    checks = {nodeid: "start" for nodeid in config.stash.get(STARTING, [])}
-    checks.update(config.stash.get(IN_FLIGHT, {}))
+    in_flight = config.stash.get(IN_FLIGHT, {})
+    finished = config.stash.get(FINISHED, set())
+    checks: dict[str, str] = {}
+    for pending in config.stash.get(STARTING, []):
+        for nodeid in pending:
+            if nodeid in finished or in_flight.get(nodeid) == "teardown":
+                continue  # decided; the worker had gone on to the next
+            if nodeid not in in_flight:
+                checks[nodeid] = "start"
+            break
+    checks.update(in_flight)
     return checks
 
 
@@ -113,9 +137,9 @@ def install_controller_handler(config: pytest.Config, state: RunState) -> None:
         name = signal_name(signum)
         state.interrupted = True
         config.stash[INTERRUPTED_BY] = name
-        heads = config.stash.get(WORKER_HEADS, None)
-        if heads is not None:
-            config.stash[STARTING] = heads()
+        pending = config.stash.get(WORKER_PENDING, None)
+        if pending is not None:
+            config.stash[STARTING] = pending()
         say(f"\nwinstor: {name}: stopping run {state.settings.run_id}: its checks stop, "
             "what it created is removed and its report written (a second SIGINT or "
             "SIGTERM stops at once)\n")

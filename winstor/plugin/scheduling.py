@@ -148,12 +148,12 @@ class ClusterScheduling:
             self._refill(other)
         return self.collection[crashed]
 
-    def heads(self) -> list[str]:
-        """Node id of the test each worker is on: the first of those sent to it and not
-        completed (a worker runs what it is sent in order)."""
+    def pending(self) -> list[list[str]]:
+        """Per worker, the node ids sent to it and not heard complete, in the order it runs
+        them: the test it is on is among the first of them."""
         if self.collection is None:
             return []
-        return [self.collection[pending[0]] for pending in self.sent.values() if pending]
+        return [[self.collection[i] for i in sent] for sent in self.sent.values() if sent]
 
     # -- tests ----------------------------------------------------------------------------
     def mark_test_complete(self, node: Any, item_index: int, duration: float = 0) -> None:
