@@ -16,13 +16,16 @@ import json
 import os
 import re
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from winstor.targets.controlplane import build
 from winstor.targets.controlplane.process import ControlPlaneProcess
@@ -552,6 +555,84 @@ def op_namespace_termination(c: Cluster) -> dict[str, Any]:
             "create_in_gone": _call(c.core.create_namespaced_config_map, ns, _cm("late"))}
 
 
+def _as_client(c: Cluster, headers: dict[str, str]) -> Any:
+    """A client of the same cluster and credentials that sends `headers` (impersonation)."""
+    api = k8s_config.new_client_from_config(config_file=c.kubeconfig, context=c.context)
+    for key, value in headers.items():
+        api.set_default_header(key, value)
+    return k8s.CoreV1Api(api)
+
+
+def _raw_error(fn: Callable[..., Any], *args: Any) -> dict[str, Any]:
+    try:
+        fn(*args)
+    except ApiException as err:
+        body = json.loads(err.body or "{}")
+        return {"status": err.status, "reason": body.get("reason"),
+                "message": body.get("message")}
+    return {"status": "ok"}
+
+
+def op_impersonation(c: Cluster) -> dict[str, Any]:
+    """kubectl --as/--as-group and Impersonate-* headers: the request runs as the
+    impersonated identity, with the groups the real server gives it."""
+    def whoami(*args: str) -> Any:
+        out = c.kubectl("auth", "whoami", "-o", "json", *args)
+        return json.loads(out.stdout)["status"]["userInfo"] if out.returncode == 0 \
+            else _kubectl_outcome(out)
+    denied = c.kubectl("get", "configmaps", "--as=alice")
+    # A caller with no right to impersonate: a ServiceAccount's token.
+    sa = _name("nobody")
+    c.core.create_namespaced_service_account(NS, {"metadata": {"name": sa}})
+    token = c.core.create_namespaced_service_account_token(
+        sa, NS, {"spec": {"expirationSeconds": 600}}).status.token
+    kc = yaml.safe_load(Path(c.kubeconfig).read_text())
+    kc["users"] = [{"name": "token", "user": {"token": token}}]
+    for ctx in kc["contexts"]:
+        ctx["context"]["user"] = "token"
+    with tempfile.NamedTemporaryFile("w", suffix=".kubeconfig") as f:
+        yaml.safe_dump(kc, f)
+        f.flush()
+        unprivileged = subprocess.run(
+            [KUBECTL, f"--kubeconfig={f.name}", f"--context={c.context}", "-n", NS, "get",
+             "configmaps", "--as=alice"], capture_output=True, text=True, timeout=60)
+    return {
+        "not_allowed": {**_kubectl_outcome(unprivileged), "says": unprivileged.stderr.strip()},
+        "names": [sa],
+        "whoami_user": whoami("--as=alice"),
+        "whoami_groups": whoami("--as=alice", "--as-group=team-a", "--as-group=team-b"),
+        "whoami_sa": whoami("--as=system:serviceaccount:default:default"),
+        "kubectl_denied": {**_kubectl_outcome(denied), "says": denied.stderr.strip()},
+        "kubectl_masters": _kubectl_outcome(c.kubectl("get", "configmaps", "--as=alice",
+                                                      "--as-group=system:masters")),
+        "can_i_sa": c.kubectl("auth", "can-i", "list", "pods",
+                              "--as=system:serviceaccount:default:default").stdout.strip(),
+        "client_denied": _raw_error(_as_client(c, {"Impersonate-User": "alice"})
+                                    .list_namespaced_config_map, NS),
+        "client_group_alone": _raw_error(_as_client(c, {"Impersonate-Group": "team-a"})
+                                         .list_namespaced_config_map, NS),
+    }
+
+
+def op_scale(c: Cluster) -> dict[str, Any]:
+    """The scale subresource: kubectl scale, the Scale object, a negative count."""
+    name = _name("scaled")
+    made = c.kubectl("create", "deployment", name, "--image=registry.k8s.io/pause:3.10")
+    scaled = c.kubectl("scale", "deployment", name, "--replicas=3")
+    raw = c.kubectl("get", "--raw", f"/apis/apps/v1/namespaces/{NS}/deployments/{name}/scale")
+    scale = json.loads(raw.stdout) if raw.returncode == 0 else {}
+    apps = k8s.AppsV1Api(c.api)
+    negative = _raw_error(apps.patch_namespaced_deployment_scale, name, NS,
+                          {"spec": {"replicas": -1}})
+    replicas = apps.read_namespaced_deployment(name, NS).spec.replicas
+    c.kubectl("delete", "deployment", name, "--wait=false")
+    return {"create": _kubectl_outcome(made), "scale": _kubectl_outcome(scaled),
+            "scale_kind": [scale.get("apiVersion"), scale.get("kind")],
+            "scale_spec": scale.get("spec"),
+            "scale_selector": (scale.get("status") or {}).get("selector"),
+            "negative": negative, "replicas_after": replicas, "names": [name]}
+
+
 # name -> (operation, divergence of the embedded cluster or None)
 CASES: dict[str, tuple[Callable[[Cluster], dict[str, Any]], str | None]] = {
     "create": (op_create, None),
@@ -576,6 +657,8 @@ CASES: dict[str, tuple[Callable[[Cluster], dict[str, Any]], str | None]] = {
     "delete-foreground": (op_delete_foreground, None),
     "namespace-termination": (op_namespace_termination, None),
     "server-side-apply": (op_server_side_apply, None),
+    "impersonation": (op_impersonation, None),
+    "scale-subresource": (op_scale, None),
 }
 
 
@@ -645,6 +728,26 @@ REAL_SAYS: dict[str, dict[str, Any]] = {
                                                       "message": "Required value: is required "
                                                                  "for apply patch",
                                                       "field": "fieldManager"}]}},
+    "impersonation": {
+        "whoami_user": {"username": "alice", "groups": ["system:authenticated"]},
+        "whoami_groups": {"username": "alice",
+                          "groups": ["team-a", "team-b", "system:authenticated"]},
+        "kubectl_denied": {"rc": 1, "reason": "Forbidden",
+                           "says": 'Error from server (Forbidden): configmaps is forbidden: '
+                                   'User "alice" cannot list resource "configmaps" in API '
+                                   'group "" in the namespace "default"'},
+        "kubectl_masters": _OK, "can_i_sa": "no",
+        "not_allowed": {"rc": 1, "reason": "Forbidden",
+                        "says": 'Error from server (Forbidden): users "alice" is forbidden: User '
+                                '"system:serviceaccount:default:<name0>" cannot impersonate '
+                                'resource "users" in API group "" at the cluster scope'},
+        "client_group_alone": {"status": 400, "reason": "BadRequest",
+                               "message": "requested [{Group  team-a    }] without "
+                                          "impersonating a user"}},
+    "scale-subresource": {"create": _OK, "scale": _OK,
+                          "scale_kind": ["autoscaling/v1", "Scale"],
+                          "scale_spec": {"replicas": 3}, "scale_selector": "app=<name0>",
+                          "replicas_after": 3},
 }
 
 

@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 
 from . import bootstrap
-from .api import admission, rbac
+from .api import admission, impersonation, rbac, scale
 from .api.errors import ApiError
 from .api.events import Recorder
 from .api.faults import Faults
@@ -87,6 +87,9 @@ class Cluster:
             raise ApiError(401, "Unauthorized", "Unauthorized")
         return user
 
+    def impersonate(self, user: rbac.UserInfo, headers: Any) -> rbac.UserInfo:
+        return impersonation.impersonate(user, headers, self.rbac.check)
+
     def authorize(self, user: rbac.UserInfo | None, verb: str, kind: Kind, sub: str | None,
                   namespace: str | None, name: str | None,
                   query: dict[str, str] | None = None) -> None:
@@ -111,6 +114,9 @@ class Cluster:
                 raise ApiError.method_not_allowed("the server does not allow this method on "
                                                   "the requested resource")
             return self._evict(kind, namespace, name or "", body), 201, []
+        if sub == "scale" and "scale" in kind.subresources:
+            return scale.handle_scale(reg, self.schemas, verb, kind, namespace, name or "",
+                                      body, content_type, query)
         if sub not in (None, "status", "finalize", "binding"):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if verb == "get":

@@ -25,6 +25,7 @@ from aiohttp import WSMsgType, web
 from . import discovery, tables
 from .errors import ApiError
 from .faults import Faults
+from .impersonation import wants_impersonation
 from .kinds import Kind, lookup
 from .managedfields import default_manager
 from .rbac import UserInfo
@@ -189,6 +190,9 @@ class Backend(Protocol):
 
     def authenticate(self, header: str) -> UserInfo: ...
 
+    def impersonate(self, user: UserInfo, headers: Any) -> UserInfo:
+        """The identity a request with Impersonate-* headers runs as (or a 403)."""
+
     def authorize(self, user: UserInfo | None, verb: str, kind: Kind, sub: str | None,
                   namespace: str | None, name: str | None,
                   query: dict[str, str] | None = None) -> None: ...
@@ -299,6 +303,8 @@ class ApiServer:
             # wrong is a 401 everywhere, as the apiserver's authenticator does.
             if credentials or request.path not in PUBLIC_PATHS:
                 request["user"] = self.cluster.authenticate(credentials)
+            if request.get("user") is not None and wants_impersonation(request.headers):
+                request["user"] = self.cluster.impersonate(request["user"], request.headers)
             if route is not None:
                 self.cluster.authorize(request.get("user"), verb, route.kind, route.sub,
                                        route.namespace, route.name, query)
