@@ -127,8 +127,9 @@ def _run(args: list[str], tmp_path: Path, at: str | None = None, env: dict | Non
                "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
                "WINSTOR_TEST_SIGNAL_AT": at or "nowhere",
                "WINSTOR_TEST_SIGNAL_ONCE": str(tmp_path / "signalled")}
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly",
-                             "-p", "sigterm_at", *args], cwd=ROOT, env=run_env,
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "pytest", "-q",
+                             "-p", "no:randomly", "-p", "sigterm_at", *args], cwd=ROOT,
+                            env=run_env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     children: list[int] = []
     try:
@@ -144,7 +145,7 @@ def _run(args: list[str], tmp_path: Path, at: str | None = None, env: dict | Non
                     return True
                 return proc.poll() is not None
             eventually(signalled, timeout=180, every=0.01)
-        out, _ = proc.communicate(timeout=180)
+        out = _communicate_or_dump(proc, timeout=180)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -241,15 +242,33 @@ def test_sigint_mid_run_leaves_nothing(sim_factory, tmp_path: Path) -> None:
     env = {**os.environ, **sim.aws_env, "WINSTOR_REPORT_DIR": str(tmp_path / "reports")}
     proc = _start_and_wait_for_a_pod(sim, v1, env)
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=120)
+    out = _communicate_or_dump(proc, timeout=120)
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out[-2000:]
     assert "KeyboardInterrupt" in out, out[-2000:]
     assert leftovers(sim) == [], out[-3000:]
 
 
+def _communicate_or_dump(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The run's output once it ends; if it has not ended within `timeout`, fail with
+    where each of its threads was (faulthandler's dump on SIGABRT), not a bare timeout."""
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        pytest.fail(f"the run did not end within {timeout:.0f} s of the signal; its threads "
+                    f"then:\n{out[-12000:]}")
+    return out
+
+
 def _start_and_wait_for_a_pod(sim, v1: client.CoreV1Api, env: dict) -> subprocess.Popen[str]:
-    """Start a suite run and return once it has real objects out there: a running pod."""
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q",
+    """Start a suite run and return once it has real objects out there: a running pod.
+    Python's faulthandler is on, so that a run that hangs can be asked where."""
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "pytest", "-q",
                              f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
@@ -278,7 +297,7 @@ def test_second_signal_stops_at_once_and_says_what_is_left(tmp_path: Path, sig: 
         proc.send_signal(sig)
         time.sleep(0.3)
         proc.send_signal(sig)
-        out, _ = proc.communicate(timeout=60)
+        out = _communicate_or_dump(proc, timeout=60)
         assert proc.returncode == 128 + sig, out[-2000:]
         assert f"{signal.Signals(sig).name} again: stopping now" in out
         assert "winstor janitor --run" in out
