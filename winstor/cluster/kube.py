@@ -347,7 +347,12 @@ class WatchStream:
     def close(self) -> None:
         # Never hand a half-read chunked stream back to the pool: the next request
         # on that connection would read the rest of the watch as its status line.
-        with contextlib.suppress(Exception):  # closing twice, or mid-read
+        # Closing twice, or mid-read: what the socket and urllib3 say then changes nothing
+        # (the stream is over either way) - OSError, urllib3's HTTPError, and from
+        # HTTPResponse.shutdown ValueError (no socket to shut) or RuntimeError (the
+        # connection is back in the pool already).
+        with contextlib.suppress(OSError, urllib3.exceptions.HTTPError, ValueError,
+                                 RuntimeError, AttributeError):
             shutdown = getattr(self.resp, "shutdown", None)
             if shutdown is not None:
                 shutdown()
