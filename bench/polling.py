@@ -39,5 +39,6 @@ def sim_interval() -> float:
     return UPSTREAM_POLL_INTERVAL * factor
 
 
-def run(interval: float) -> CatalogRun:
-    return run_catalog(1, strategy="poll", env={POLL_INTERVAL_ENV: f"{interval:g}"})
+def run(interval: float, catalog: str = "full") -> CatalogRun:
+    return run_catalog(1, strategy="poll", env={POLL_INTERVAL_ENV: f"{interval:g}"},
+                       catalog=catalog)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import __main__ as bench_main
 from bench import faults
 from bench.catalog import ROOT, CatalogRun
 from bench.simmetrics import Costs, costs, parse, scrape
@@ -140,13 +141,18 @@ def test_quick_report_is_whole_and_from_the_sim(tmp_path: Path) -> None:
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout
-    for heading in ("Catalog wall time", "Per cluster, from its /metrics", "Targets (issue #7)"):
+    for heading in ("Catalog wall time", "Per cluster, from its /metrics",
+                    "Targets (issue #7, set on the seed catalog)"):
         assert heading in text
     for target in TARGETS:
         assert target in text, target
     doc = json.loads(out.read_text())
     (run,) = doc["catalog"]
     assert (run["clusters"], run["workers"], run["exit_code"]) == (1, 1, 0)
+    # Issue #7's targets are measured on the checks they were set for: the seed's 20.
+    assert doc["catalog_choice"] == run["catalog"] == "seed"
+    assert run["checks"] == {"sim-1": {"passed": 20}}
+    assert "the seed catalog (issue #7's 20 checks" in text
     c = run["per_cluster"]["sim-1"]
     assert c["requests"] == sum(c["requests_by"].values()) > 0
     assert c["pod_starts"].get("windows/workload", 0) >= 1
@@ -253,6 +259,7 @@ def test_poll_strategy_polls_instead_of_watching(sim_factory, monkeypatch) -> No
     (["--poll-interval", "0"], "argument --poll-interval: must be a positive number: 0"),
     (["--eks-like-scale", "inf"], "argument --eks-like-scale: must be a positive number: inf"),
     (["--parts", "catalog,nope"], "unknown part(s) nope"),
+    (["--catalog", "all"], "argument --catalog: invalid choice: 'all'"),
     (["--json", "/nonexistent-dir/out.json"], "--json: cannot write in /nonexistent-dir"),
 ])
 def test_bad_arguments_are_one_line_before_any_measuring(args: list[str], message: str) -> None:
@@ -314,3 +321,23 @@ def test_a_broken_fleet_with_a_lost_or_leaked_check_is_not_met() -> None:
                                                          "sim-1"))
     healthy_failing = {**good, "sim-2": {"passed": 2, "error": 1}}
     assert any(p.startswith("sim-2:") for p in judge_broken(run(healthy_failing), one, "sim-1"))
+
+
+def test_the_report_of_every_measured_part_renders() -> None:
+    """`report` on what a run of every part but fleet and controlplane measured (trimmed:
+    two catalog runs, two fault scenarios): every section and every target row prints
+    from its figures. (The polling section once crashed on a helper that another of the
+    same name had replaced, after minutes of measuring.)"""
+    doc = json.loads((Path(__file__).parent / "data" / "bench-measured.json").read_text())
+    text = bench_main.report(doc)
+    for heading in ("Catalog wall time", "Per cluster, from its /metrics", "Fault detection",
+                    "Polling baseline", "Embedded cluster",
+                    "Targets (issue #7, set on the seed catalog)", "Targets (issue #16"):
+        assert heading in text, heading
+    poll = doc["poll"]
+    watch_requests = poll["watch"]["per_cluster"]["sim-1"]["requests"]
+    for run in poll["runs"]:
+        polled = run["per_cluster"]["sim-1"]["requests"]
+        assert f"{watch_requests / polled:.2f}" in text
+    targets = text.split("Targets (issue #7")[1]
+    assert "not measured" not in targets.split("Targets (issue #16")[0]
