@@ -10,6 +10,7 @@ from __future__ import annotations
 import configparser
 import os
 import re
+import shutil
 import subprocess
 import sys
 import venv
@@ -77,8 +78,16 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     so what a wheel holds is what the sdist carries (and no stale build/ of the
     checkout leaks in)."""
     out = tmp_path_factory.mktemp("dist")
-    proc = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
-                          capture_output=True, text=True, timeout=600, cwd=out)
+    # setuptools' sdist assembles its tree as <name>-<version>/ in the project folder and
+    # leaves it there when it fails: a failed build must not leave it in the checkout.
+    staging = ROOT / f"winstor-{PYPROJECT['project']['version']}"
+    existed = staging.exists()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
+                              capture_output=True, text=True, timeout=600, cwd=out)
+    finally:
+        if not existed:
+            shutil.rmtree(staging, ignore_errors=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert next(out.glob("winstor-*.tar.gz"), None) is not None, "no sdist"
     return next(out.glob("winstor-*.whl"))
@@ -124,16 +133,17 @@ def test_installed_wheel_runs_the_catalog_from_an_empty_directory(
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     py = env_dir / "bin" / "python"
-    # Not from the checkout: `python -m` puts the working directory on sys.path, and a
-    # checkout's winstor.egg-info there makes pip take winstor as installed already.
+    # Nothing of the checkout on sys.path (a PYTHONPATH, or the working directory that
+    # `python -m` adds): a checkout's winstor.egg-info there makes pip take winstor as
+    # installed already.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("WINSTOR_", "PYTHON", "VIRTUAL_ENV"))}
     install = subprocess.run([str(py), "-m", "pip", "install", "-q", str(wheel)],
-                             capture_output=True, text=True, timeout=900, cwd=tmp_path)
+                             capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env)
     assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
     assert (env_dir / "bin" / "winstor").is_file(), "the wheel installed no winstor command"
     work = tmp_path / "empty"
     work.mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("WINSTOR_", "PYTHON", "VIRTUAL_ENV"))}
     env["PATH"] = f"{env_dir / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     proc = subprocess.run([str(env_dir / "bin" / "winstor"), "run", "-q", "-n", "2"], cwd=work,
                           capture_output=True, text=True, timeout=600, env=env)
