@@ -178,3 +178,20 @@ def test_pending_lists_what_each_worker_has_not_finished_in_order() -> None:
     sched.mark_test_complete(gw0, gw0.queue.pop(0))
     assert sched.pending()[0][0] == "suites/test_x.py::test_1[sim-1:NODES-READY-01]"
     assert ClusterScheduling(fake_config(2, [])).pending() == []  # nothing scheduled yet
+
+
+@pytest.mark.parametrize("workers, clusters, advice", [
+    (2, 16, "16 clusters on 2 workers: a worker checks its clusters one after another; "
+            "-n 16 checks them side by side"),
+    (1, 2, "2 clusters on 1 worker: a worker checks its clusters one after another; "
+           "-n 2 checks them side by side"),
+    (16, 16, None), (4, 2, None), (None, 2, None),  # enough workers; serial
+])
+def test_fewer_workers_than_clusters_are_advised_in_the_header(
+        workers: int | None, clusters: int, advice: str | None) -> None:
+    from winstor.plugin.hooks import _worker_advice
+
+    config: Any = SimpleNamespace(option=SimpleNamespace(numprocesses=workers))
+    assert _worker_advice(config, clusters) == advice
+    config.workerinput = {}  # a worker's own header says nothing
+    assert _worker_advice(config, clusters) is None

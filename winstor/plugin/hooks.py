@@ -194,7 +194,21 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if s.kind_settings:
         lines.append(f"winstor: following `winstor kind up` ({s.kind_settings}); "
                      "`winstor kind down` or --profile eks to use the embedded cluster")
+    advice = _worker_advice(config, len(s.targets))
+    if advice:
+        lines.append(f"winstor: {advice}")
     return lines
+
+
+def _worker_advice(config: pytest.Config, clusters: int) -> str | None:
+    """A cluster's checks stay on one worker and wait on that cluster's slow objects, so a
+    worker with several clusters checks them one after another: with fewer workers than
+    clusters, say so and what runs them side by side (README, "Many clusters in one run")."""
+    workers = getattr(config.option, "numprocesses", None)
+    if not _xdist_controller(config) or not isinstance(workers, int) or workers >= clusters:
+        return None
+    return (f"{clusters} clusters on {workers} worker{'s' if workers > 1 else ''}: a worker "
+            f"checks its clusters one after another; -n {clusters} checks them side by side")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
