@@ -96,7 +96,8 @@ def test_two_sims_side_by_side(sim_factory) -> None:
 
 
 def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
-    kubeconfig, env = tmp_path / "kc", tmp_path / "aws.env"
+    # In folders that do not exist yet: made for the files, removed with them.
+    kubeconfig, env = tmp_path / "a" / "b" / "kc", tmp_path / "a" / "aws.env"
     proc = subprocess.Popen([sys.executable, "-m", "winstor", "sim", "up",
                              f"--kubeconfig={kubeconfig}", f"--aws-env={env}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -110,6 +111,7 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert "ready in" in out and "stopped" in out and "Traceback" not in err
     assert not kubeconfig.exists()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_metrics_count_requests_and_objects(shared_sim) -> None:

@@ -573,6 +573,7 @@ class AwsBackend:
     def write_env_file(self, path: str | Path) -> Path:
         """Write ``export K='V'`` lines (shell-quoted) that a shell can ``source``; mode 0600."""
         target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)  # as the kubeconfig's folder is made
         lines = [f"export {key}={shlex.quote(value)}" for key, value in self.env().items()]
         target.write_text("\n".join(lines) + "\n", encoding="utf-8")
         target.chmod(0o600)

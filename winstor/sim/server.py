@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import gc
 import logging
 import os
@@ -138,6 +139,16 @@ class Sim:
             await asyncio.get_running_loop().run_in_executor(None, self.aws.stop)
 
 
+def _missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist (yet)."""
+    missing = []
+    folder = folder.absolute()
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
 async def _watch_parent(pid: int, stop: asyncio.Event) -> None:
     """Stop when the process that started us is gone (a killed CI job or
     pytest run must not leave emulated clusters running forever)."""
@@ -161,6 +172,10 @@ async def serve(sim: Sim, kubeconfig: Path, aws_env: Path | None, quiet: bool = 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     watcher = loop.create_task(_watch_parent(parent_pid, stop)) if parent_pid else None
+    # Folders the kubeconfig and AWS settings need that are not there yet: made for them,
+    # so removed with them.
+    made = [d for path in (kubeconfig, aws_env) if path is not None
+            for d in _missing_folders(path.parent)]
     try:
         await sim.start()
         sim.write(kubeconfig, aws_env)
@@ -186,5 +201,8 @@ async def serve(sim: Sim, kubeconfig: Path, aws_env: Path | None, quiet: bool = 
         for path in (kubeconfig, aws_env):
             if path is not None:
                 path.unlink(missing_ok=True)
+        for folder in sorted(set(made), key=lambda d: len(d.parts), reverse=True):
+            with contextlib.suppress(OSError):  # not empty: someone put something there
+                folder.rmdir()
         if not quiet:
             print("winstor sim: stopped", flush=True)
