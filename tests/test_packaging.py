@@ -8,6 +8,7 @@ it alone into a fresh venv, and run the whole catalog from an empty directory.
 from __future__ import annotations
 
 import configparser
+import fnmatch
 import os
 import re
 import shutil
@@ -72,22 +73,32 @@ def test_data_is_found_through_the_package() -> None:
     assert kindconfig.DEFAULT_CONFIG.is_file()
 
 
+# What a checkout holds beside its sources: git, venvs, build outputs, run reports.
+_LOCAL = (".git", ".venv*", "build", "dist", "*.egg-info", "winstor-*", ".pytest_cache",
+          "reports")
+
+
+def _not_source(folder: str, names: list[str]) -> set[str]:
+    ignored = {n for n in names if n == "__pycache__"}
+    if Path(folder) == ROOT:
+        ignored |= {n for n in names if any(fnmatch.fnmatch(n, p) for p in _LOCAL)}
+    return ignored
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`python -m build`, as the README says: the sdist, then the wheel built from it,
     so what a wheel holds is what the sdist carries (and no stale build/ of the
-    checkout leaks in)."""
+    checkout leaks in). From a copy of the checkout: a build writes into the tree it
+    builds (winstor.egg-info, the sdist's winstor-<version>/ staging folder), and under
+    xdist each worker that runs a test of this module builds its own wheel - two
+    builds in one tree took each other's files away ("No such file or directory:
+    'winstor-0.1.0/winstor/sim/api/selectors.py'")."""
+    source = tmp_path_factory.mktemp("source") / "winstor"
+    shutil.copytree(ROOT, source, ignore=_not_source)
     out = tmp_path_factory.mktemp("dist")
-    # setuptools' sdist assembles its tree as <name>-<version>/ in the project folder and
-    # leaves it there when it fails: a failed build must not leave it in the checkout.
-    staging = ROOT / f"winstor-{PYPROJECT['project']['version']}"
-    existed = staging.exists()
-    try:
-        proc = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
-                              capture_output=True, text=True, timeout=600, cwd=out)
-    finally:
-        if not existed:
-            shutil.rmtree(staging, ignore_errors=True)
+    proc = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(source)],
+                          capture_output=True, text=True, timeout=600, cwd=out)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert next(out.glob("winstor-*.tar.gz"), None) is not None, "no sdist"
     return next(out.glob("winstor-*.whl"))
