@@ -294,8 +294,10 @@ def test_drain_runs_only_where_a_cluster_declares_it(sim_factory, tmp_path) -> N
     clusters file's `opt_in` turn it on; the embedded cluster's own contexts declare it."""
     import yaml
 
+    from bench.simmetrics import costs, scrape
     from helpers import run_suite
     from inspect_cluster import leftovers
+    from winstor.cluster.kube import Api
 
     sim = sim_factory(1)
     plain = yaml.safe_load(sim.kubeconfig.read_text())
@@ -306,10 +308,17 @@ def test_drain_runs_only_where_a_cluster_declares_it(sim_factory, tmp_path) -> N
     kc = tmp_path / "plain.kubeconfig"
     kc.write_text(yaml.safe_dump(plain))
     args = [f"--kubeconfig={kc}", "--context", "sim-1", "-k", "EBS-MOVE-01"]
+    metrics = Api.from_kubeconfig(str(sim.kubeconfig), "sim-1")
+    before = scrape(metrics)
     off = run_suite(args, tmp_path, env=sim.aws_env)
     assert off.outcomes == {"sim-1:EBS-MOVE-01": "skipped"}, off.output[-2000:]
     reason = off.messages["sim-1:EBS-MOVE-01"]
     assert "sim-1 does not opt in to `drain` checks" in reason and "--opt-in drain" in reason
+    # The head start began nothing for a check that skips: no claim, volume or workload.
+    made = {k: n for k, n in costs("sim-1", before, scrape(metrics)).objects_created.items()
+            if n}
+    assert not {"PersistentVolumeClaim", "PersistentVolume", "Deployment"} & set(made), made
+    assert leftovers(sim) == []
     on = run_suite([*args, "--opt-in", "drain"], tmp_path, env=sim.aws_env)
     assert on.outcomes == {"sim-1:EBS-MOVE-01": "passed"}, on.output[-2000:]
     clusters = tmp_path / "clusters.yaml"

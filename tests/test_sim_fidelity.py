@@ -207,3 +207,37 @@ def test_rwo_volume_multi_attach_error_across_nodes(apis) -> None:
     v1.delete_namespace("fid-rwo")
     eventually(lambda: not v1.list_persistent_volume().items)
     storage.delete_storage_class("fid-immediate")
+
+
+def test_a_claim_deleted_while_its_volume_is_made_leaves_no_disk(sim_factory) -> None:
+    """The external-provisioner saves the PV of a claim deleted during CreateVolume all the
+    same, so the PV controller releases it and the reclaim policy deletes the disk. The
+    embedded cluster dropped that PV instead, and the EBS volume stayed, available, with
+    nothing in the API to say so (a run's teardown racing its claim's provisioning)."""
+    from inspect_cluster import ec2
+
+    sim = sim_factory(1, extra_args=["--time-scale", "0.05"])  # CreateVolume: 0.3 s
+    ac = api_client(sim)
+    v1, storage = client.CoreV1Api(ac), client.StorageV1Api(ac)
+    _ns(v1, "fid-gone")
+    storage.create_storage_class(client.V1StorageClass(
+        metadata=client.V1ObjectMeta(name="fid-gone"), provisioner="ebs.csi.aws.com",
+        parameters={"type": "gp3"}, volume_binding_mode="Immediate"))
+    claim = v1.create_namespaced_persistent_volume_claim("fid-gone", client.V1PersistentVolumeClaim(
+        metadata=client.V1ObjectMeta(name="gone"),
+        spec=client.V1PersistentVolumeClaimSpec(
+            access_modes=["ReadWriteOnce"], storage_class_name="fid-gone",
+            resources=client.V1ResourceRequirements(requests={"storage": "1Gi"}))))
+    pv_name = f"pvc-{claim.metadata.uid}"
+
+    def volumes() -> list[str]:
+        return [v["State"] for v in ec2(sim).describe_volumes(Filters=[{
+            "Name": "tag:kubernetes.io/created-for/pv/name", "Values": [pv_name]}])["Volumes"]]
+
+    # Deleted while the provisioner is at it (CreateVolume takes 0.3 s here).
+    eventually(lambda: any(e.startswith("Provisioning:")
+                           for e in _events(v1, "fid-gone", "gone")), every=0.01)
+    v1.delete_namespaced_persistent_volume_claim("gone", "fid-gone")
+    eventually(volumes)  # made all the same: the call was under way
+    eventually(lambda: not volumes() and pv_name not in {
+        p.metadata.name for p in v1.list_persistent_volume().items}, timeout=30)

@@ -37,8 +37,11 @@ class RunState:
     remote_notes: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     crashed_workers: list[str] = field(default_factory=list)
     interrupted: bool = False  # a first Ctrl-C arrived: the run's objects are swept at the end
-    # cluster -> fixtures its selected checks use (for fixtures.headstart)
-    needed_fixtures: dict[str, set[str]] = field(default_factory=dict)
+    # cluster -> (opt-in markers, fixtures) of each selected check that is not skipped
+    # before it starts (for fixtures.headstart: a check's fixtures are needed where its
+    # cluster declares every opt-in marker it carries)
+    needed_fixtures: dict[str, list[tuple[frozenset[str], set[str]]]] = field(
+        default_factory=dict)
     # cluster -> fixture name -> the slow objects head start began (Deferreds)
     slow_objects: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     ran_early: set[str] = field(default_factory=set)  # node ids reported ahead of order

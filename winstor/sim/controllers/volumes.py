@@ -176,10 +176,13 @@ class Volumes(Controller):
                 vtype = "gp2" if vtype == "gp3" else "gp3"  # the class's type is ignored
             # Migrated in-tree classes are provisioned by the CSI driver: its tags.
             tags = csi_volume_tags(pv_name, name, ns)
-            await self.cluster.clock.spend("ebs_create")
+            # The driver's CreateVolume makes the volume, tagged, at once ("creating" in
+            # EC2) and then waits for it to be available: the modelled time comes after
+            # the call, so the volume is in EC2 for anyone who looks meanwhile.
             loop = asyncio.get_running_loop()
             volume_id = await loop.run_in_executor(
                 None, lambda: self.cluster.aws.create_volume(zone, size, vtype, tags))
+            await self.cluster.clock.spend("ebs_create")
             annotations = {"pv.kubernetes.io/provisioned-by": sc["provisioner"],
                            "volume.kubernetes.io/provisioner-deletion-secret-name": "",
                            "volume.kubernetes.io/provisioner-deletion-secret-namespace": ""}
@@ -200,8 +203,13 @@ class Volumes(Controller):
         if driver == EBS and "retain-ignored" in self.cluster.scenarios:
             reclaim = "Delete"  # the class's reclaimPolicy is not carried to the PV
         current = self.store.peek(PVCS, ns, name)
-        if current is None or current["metadata"]["uid"] != uid:
-            return  # the claim went away while we were creating; reclaim picks it up
+        # A claim deleted while its volume was being made: the external-provisioner saves
+        # the PV all the same, bound to the claim that was, and the PV controller then
+        # releases it and its reclaim policy deletes (or keeps) the disk. Dropping the PV
+        # here would leak the disk with no object left to say so.
+        claim_gone = current is None or current["metadata"]["uid"] != uid
+        claim_rv = (pvc if claim_gone or current is None else current)["metadata"][
+            "resourceVersion"]
         self.store.create(PVS, {
             "metadata": {"name": pv_name, "annotations": annotations,
                          "finalizers": ["kubernetes.io/pv-protection"] + (
@@ -210,13 +218,15 @@ class Volumes(Controller):
             "spec": {**source, "accessModes": access, "capacity": {"storage": f"{size}Gi"},
                      "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                                   "name": name, "namespace": ns, "uid": uid,
-                                  "resourceVersion": current["metadata"]["resourceVersion"]},
+                                  "resourceVersion": claim_rv},
                      "persistentVolumeReclaimPolicy": reclaim,
                      "storageClassName": sc["metadata"]["name"], "volumeMode": "Filesystem",
                      "nodeAffinity": {"required": {"nodeSelectorTerms": [{
                          "matchExpressions": [{"key": topo_key, "operator": "In",
                                                "values": [topo_value]}]}]}}},
             "status": {"phase": "Bound", "lastPhaseTransitionTime": now_iso()}})
+        if claim_gone:
+            return  # reconcile's _reclaim releases the PV and applies its reclaim policy
 
         def bind(o: dict) -> None:
             o["spec"]["volumeName"] = pv_name
