@@ -2,14 +2,13 @@
 
 Against fresh `winstor sim up` processes, measures and prints one report:
 
-  catalog   wall time of the catalog (--catalog: seed, the default, or full) for 1,
-            2 and 4 clusters, serial and
-            with -n (and -n <cores> on a machine with fewer cores than
-            clusters), with the CPU each run used; per cluster, from the
-            sim's /metrics: API requests, Windows pod starts (workload pods
-            and per-node pods), EBS volumes, servercore pulls on the critical
-            path, and the modelled EKS critical path next to the unavoidable
-            minimum
+  catalog   wall time of the catalog (--catalog: seed, the default, or full)
+            for 1, 2 and 4 clusters, serial and with -n (and -n <cores> on a
+            machine with fewer cores than clusters), with the CPU each run
+            used; per cluster, from the sim's /metrics: API requests,
+            Windows pod starts (workload pods and per-node pods), EBS
+            volumes, servercore pulls on the critical path, and the modelled
+            EKS critical path next to the unavoidable minimum
   eks-like  the 1-cluster catalog again at --time-scale 0.05, where the sim's
             latencies are less compressed against client-side work: critical
             path, pulls and the polling ratio in proportions closer to EKS
@@ -30,16 +29,16 @@ Against fresh `winstor sim up` processes, measures and prints one report:
             total); then the fleet with one cluster broken (ebs-attach-fails on
             cluster 7) and one unreachable: every check reported once, nothing left
 
+then the issue's targets with the measured value and met / NOT MET. Every
+figure about a cluster is read from that cluster's /metrics. `--quick` runs
+the 1-cluster serial catalog only (about 10 s). A full run takes a few
+minutes; numbers vary with the machine, so run it on a quiet one.
+
 The catalog, eks-like and poll parts run the seed catalog by default: issue #7's
 20 checks, on which its cost targets were set (`--catalog full` adds the EBS
 resize, reclaim and move checks and the SMB CSI driver's, which start pods and
 make volumes of their own); the fleet, faults and controlplane parts run the
 full catalog.
-
-then the issue's targets with the measured value and met / NOT MET. Every
-figure about a cluster is read from that cluster's /metrics. `--quick` runs
-the 1-cluster serial catalog only (about 10 s). A full run takes a few
-minutes; numbers vary with the machine, so run it on a quiet one.
 """
 
 from __future__ import annotations
