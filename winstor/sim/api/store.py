@@ -192,9 +192,17 @@ class Store:
 
     def mutate(self, kind: Kind, namespace: str | None, name: str,
                fn: Callable[[dict], None], *, subresource: str | None = None) -> dict:
-        """Read-modify-write by the controllers (never conflicts: single loop)."""
-        obj = self.get(kind, namespace, name)
+        """Read-modify-write by the controllers (never conflicts: single loop). Controllers
+        rewrite every object they own on every pass; most passes change nothing, and
+        `replace` would find that only after copying the object twice more - the
+        comparison here is what `replace` decides, without the copies."""
+        cur = self.peek(kind, namespace, name)
+        if cur is None:
+            raise ApiError.not_found(kind.plural, name, kind.group)
+        obj = copy.deepcopy(cur)
         fn(obj)
+        if obj == cur:
+            return obj  # a no-op write: no new resourceVersion, no watch event
         return self.replace(kind, obj, subresource=subresource, check_rv=False)
 
     @staticmethod

@@ -6,6 +6,7 @@ import copy
 import hashlib
 import json
 import secrets
+from typing import Any
 
 from ..api import admission, defaults
 from ..api.errors import ApiError
@@ -33,6 +34,11 @@ def _pod_ready(pod: dict) -> bool:
 
 
 class Apps(Controller):
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        # (Deployment uid, generation) -> pod-template-hash (see _template)
+        self._hashes: dict[tuple[str | None, int | None], str] = {}
+
     def reconcile(self) -> None:
         for dep in list(self.store.iter(DEPLOYMENTS)):
             if not terminating(dep):
@@ -41,11 +47,24 @@ class Apps(Controller):
             if not terminating(rs):
                 self._replicaset(rs)
 
-    def _deployment(self, dep: dict) -> None:
-        ns = dep["metadata"]["namespace"]
+    def _template(self, dep: dict) -> tuple[dict, str]:
+        """The Deployment's pod template and its pod-template-hash. The hash is kept per
+        generation (the template is spec, and a spec change bumps the generation): the
+        controller asks on every pass, and hashing the template each time was a good share
+        of the embedded cluster's CPU while objects settle."""
         template = copy.deepcopy(dep["spec"]["template"])
         template.get("metadata", {}).pop("creationTimestamp", None)
-        h = _template_hash(template)
+        meta = dep["metadata"]
+        key = (meta.get("uid"), meta.get("generation"))
+        if key[1] is None:
+            return template, _template_hash(template)
+        if key not in self._hashes:
+            self._hashes[key] = _template_hash(template)
+        return template, self._hashes[key]
+
+    def _deployment(self, dep: dict) -> None:
+        ns = dep["metadata"]["namespace"]
+        template, h = self._template(dep)
         owned = [rs for rs in self.store.iter(REPLICASETS, ns) if owned_by(rs, dep)]
         current = next((rs for rs in owned
                         if rs["metadata"].get("labels", {}).get("pod-template-hash") == h), None)
