@@ -40,6 +40,12 @@ OPT_IN: dict[str, str] = {
 }
 
 
+def opt_in_of(item: pytest.Item) -> frozenset[str]:
+    """The opt-in markers a check carries: its cluster must declare each for it to run
+    (fixtures/optin.py skips it otherwise, and the head start begins nothing for it)."""
+    return frozenset(m for m in OPT_IN if item.get_closest_marker(m))
+
+
 def check_of(item: pytest.Item) -> tuple[str, str, int] | None:
     mark = item.get_closest_marker("winstor_check")
     if mark is None:

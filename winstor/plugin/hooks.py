@@ -253,9 +253,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 and not item.get_closest_marker("skip"):
             # What the cluster's first check begins at once (fixtures/headstart.py), and
             # the opt-in markers the cluster must declare for the check to run at all.
-            gates = frozenset(m for m in checks.OPT_IN if item.get_closest_marker(m))
             state.needed_fixtures.setdefault(name, []).append(
-                (gates, set(item.fixturenames)))
+                (checks.opt_in_of(item), set(item.fixturenames)))
     position = {id(item): i for i, item in enumerate(items)}
     items.sort(key=lambda it: (order.get(cluster_of(it) or "", -1),
                                (checks.check_of(it) or ("", "", 50))[2], position[id(it)]))

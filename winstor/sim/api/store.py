@@ -196,12 +196,9 @@ class Store:
         rewrite every object they own on every pass; most passes change nothing, and
         `replace` would find that only after copying the object twice more - the
         comparison here is what `replace` decides, without the copies."""
-        cur = self.peek(kind, namespace, name)
-        if cur is None:
-            raise ApiError.not_found(kind.plural, name, kind.group)
-        obj = copy.deepcopy(cur)
+        obj = self.get(kind, namespace, name)
         fn(obj)
-        if obj == cur:
+        if obj == self.peek(kind, namespace, name):
             return obj  # a no-op write: no new resourceVersion, no watch event
         return self.replace(kind, obj, subresource=subresource, check_rv=False)
 

@@ -28,6 +28,13 @@ def _template_hash(template: dict) -> str:
     return "".join(alphabet[int(digest[i:i + 2], 16) % len(alphabet)] for i in range(0, 20, 2))
 
 
+def _pod_template(dep: dict) -> dict:
+    """A copy of a Deployment's pod template as it is hashed and stamped on its ReplicaSet."""
+    template = copy.deepcopy(dep["spec"]["template"])
+    template.get("metadata", {}).pop("creationTimestamp", None)
+    return template
+
+
 def _pod_ready(pod: dict) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True"
                for c in (pod.get("status") or {}).get("conditions", []))
@@ -36,42 +43,46 @@ def _pod_ready(pod: dict) -> bool:
 class Apps(Controller):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        # (Deployment uid, generation) -> pod-template-hash (see _template)
-        self._hashes: dict[tuple[str | None, int | None], str] = {}
+        # Deployment uid -> (generation, pod-template-hash) (see _hash)
+        self._hashes: dict[str, tuple[int, str]] = {}
 
     def reconcile(self) -> None:
+        live = set()
         for dep in list(self.store.iter(DEPLOYMENTS)):
+            live.add(dep["metadata"].get("uid"))
             if not terminating(dep):
                 self._deployment(dep)
+        for uid in self._hashes.keys() - live:  # Deployments gone: their hashes too
+            del self._hashes[uid]
         for rs in list(self.store.iter(REPLICASETS)):
             if not terminating(rs):
                 self._replicaset(rs)
 
-    def _template(self, dep: dict) -> tuple[dict, str]:
-        """The Deployment's pod template and its pod-template-hash. The hash is kept per
-        generation (the template is spec, and a spec change bumps the generation): the
-        controller asks on every pass, and hashing the template each time was a good share
-        of the embedded cluster's CPU while objects settle."""
-        template = copy.deepcopy(dep["spec"]["template"])
-        template.get("metadata", {}).pop("creationTimestamp", None)
+    def _hash(self, dep: dict) -> str:
+        """The Deployment's pod-template-hash, kept per generation (the template is spec,
+        and a spec change bumps the generation): the controller asks on every pass, and
+        copying and hashing the template each time was a good share of the embedded
+        cluster's CPU while objects settle."""
         meta = dep["metadata"]
-        key = (meta.get("uid"), meta.get("generation"))
-        if key[1] is None:
-            return template, _template_hash(template)
-        if key not in self._hashes:
-            self._hashes[key] = _template_hash(template)
-        return template, self._hashes[key]
+        uid, generation = meta.get("uid"), meta.get("generation")
+        kept = self._hashes.get(uid) if uid else None
+        if kept is not None and kept[0] == generation:
+            return kept[1]
+        h = _template_hash(_pod_template(dep))
+        if uid and generation is not None:
+            self._hashes[uid] = (generation, h)
+        return h
 
     def _deployment(self, dep: dict) -> None:
         ns = dep["metadata"]["namespace"]
-        template, h = self._template(dep)
+        h = self._hash(dep)
         owned = [rs for rs in self.store.iter(REPLICASETS, ns) if owned_by(rs, dep)]
         current = next((rs for rs in owned
                         if rs["metadata"].get("labels", {}).get("pod-template-hash") == h), None)
         replicas = dep["spec"].get("replicas", 1)
         if current is None:
-            labels = {**template.get("metadata", {}).get("labels", {}), "pod-template-hash": h}
-            tmpl = copy.deepcopy(template)
+            tmpl = _pod_template(dep)
+            labels = {**tmpl.get("metadata", {}).get("labels", {}), "pod-template-hash": h}
             tmpl.setdefault("metadata", {})["labels"] = labels
             selector = copy.deepcopy(dep["spec"]["selector"])
             selector.setdefault("matchLabels", {})["pod-template-hash"] = h

@@ -208,8 +208,8 @@ class Volumes(Controller):
         # releases it and its reclaim policy deletes (or keeps) the disk. Dropping the PV
         # here would leak the disk with no object left to say so.
         claim_gone = current is None or current["metadata"]["uid"] != uid
-        claim_rv = (pvc if claim_gone or current is None else current)["metadata"][
-            "resourceVersion"]
+        claim_rv = (current if current is not None and not claim_gone else pvc)[
+            "metadata"]["resourceVersion"]
         self.store.create(PVS, {
             "metadata": {"name": pv_name, "annotations": annotations,
                          "finalizers": ["kubernetes.io/pv-protection"] + (
