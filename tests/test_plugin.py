@@ -88,6 +88,17 @@ def test_collect_only_lists_the_catalog_per_cluster_without_a_cluster(tmp_path: 
     assert any(i.endswith("[sim-1:EBS-PERSIST-01]") for i in ids)
 
 
+def test_a_kubeconfig_alone_checks_its_current_context(tmp_path: Path) -> None:
+    """As kubectl reads it: `--kubeconfig` without `--context` is the file's current-context,
+    not the embedded cluster (which would silently check something else)."""
+    kc = _write(tmp_path, "kc", KUBECONFIG)
+    proc = pytest_run("--collect-only", "-q", f"--kubeconfig={kc}", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ids = [line for line in proc.stdout.splitlines() if "::" in line]
+    assert ids and all("[real:" in i for i in ids), ids[:3]
+    assert "embedded cluster" not in proc.stdout
+
+
 def test_dash_m_smb_selects_only_share_checks(tmp_path: Path) -> None:
     proc = pytest_run("--collect-only", "-q", "-m", "smb", tmp_path=tmp_path)
     ids = [line for line in proc.stdout.splitlines() if "::" in line]
@@ -150,6 +161,12 @@ current-context: real
      "cluster real: opt_in: 'drian' is not an opt-in marker"),
     (["--clusters={cf}"], {"cf": "clusters:\n  - context: real\n    opt_in: drain\n"},
      "opt_in: expected list, got str"),
+    (["--kubeconfig={kc}"], {"kc": KUBECONFIG.replace("current-context: real\n", "")},
+     "has no current-context; name the cluster with --context (known: real)"),
+    (["--kubeconfig={kc}"], {"kc": KUBECONFIG.replace("current-context: real", "current-context: gone")},
+     "current-context 'gone' is not one of its contexts (known: real)"),
+    (["--kubeconfig={kc}", "--sim-scenario", "ebs-attach-fails"], {"kc": KUBECONFIG},
+     "--sim-scenario applies to the embedded cluster only"),
 ])
 def test_bad_input_is_one_line_and_a_usage_error(args: list[str], files: dict[str, str],
                                                  expected: str, tmp_path: Path) -> None:

@@ -30,10 +30,13 @@ OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
                   "Kubernetes components built from source, emulated nodes and AWS; with no "
                   "context the run starts and stops them); default eks",
      {"choices": PROFILE_NAMES}),
-    ("--context", "kubeconfig context of a cluster to check (repeatable); with none, the run "
-                  "starts the embedded cluster and stops it at the end",
+    ("--context", "kubeconfig context of a cluster to check (repeatable); with none and no "
+                  "--kubeconfig or --clusters, the run starts the embedded cluster and stops "
+                  "it at the end",
      {"action": "append"}),
-    ("--kubeconfig", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config)", {}),
+    ("--kubeconfig", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config); named "
+                     "without --context, the cluster checked is its current-context, as "
+                     "kubectl reads it", {}),
     ("--clusters", "YAML file listing the clusters: context, aws region/profile, "
                    "windows_build, fsx share and host_path, windows_image, SMB shares "
                    "(kind, source, credentials, on_delete)", {}),
@@ -108,6 +111,26 @@ def _get(config: Any, option: str) -> Any:
 
 def kubeconfig_contexts(path: str | None) -> tuple[str, list[str]]:
     """The kubeconfig file used and its context names (no cluster contacted)."""
+    chosen, data = _read_kubeconfig(path)
+    names = [c.get("name") for c in data.get("contexts") or [] if isinstance(c, dict)]
+    return chosen, [n for n in names if n]
+
+
+def current_context(path: str | None) -> str:
+    """The context kubectl would use with this kubeconfig: its current-context, which must
+    name one of its contexts."""
+    chosen, known = kubeconfig_contexts(path)
+    current = _read_kubeconfig(path)[1].get("current-context")
+    if not current:
+        raise ConfigError(f"kubeconfig {chosen} has no current-context; name the cluster "
+                          f"with --context (known: {', '.join(known) or 'none'})")
+    if current not in known:
+        raise ConfigError(f"kubeconfig {chosen}: current-context {current!r} is not one of its "
+                          f"contexts (known: {', '.join(known) or 'none'})")
+    return str(current)
+
+
+def _read_kubeconfig(path: str | None) -> tuple[str, dict[str, Any]]:
     candidates = [path] if path else (
         os.environ.get("KUBECONFIG", "").split(os.pathsep)[:1] or [])
     chosen = candidates[0] if candidates and candidates[0] else str(
@@ -120,8 +143,7 @@ def kubeconfig_contexts(path: str | None) -> tuple[str, list[str]]:
         raise ConfigError(f"kubeconfig {chosen} is not valid YAML") from None
     if not isinstance(data, dict):
         raise ConfigError(f"kubeconfig {chosen} is not a kubeconfig (no mapping at the top)")
-    names = [c.get("name") for c in data.get("contexts") or [] if isinstance(c, dict)]
-    return chosen, [n for n in names if n]
+    return chosen, data
 
 
 def resolve(config: Any, scenario_names: set[str], run_id: str | None = None) -> Settings:
@@ -145,6 +167,9 @@ def resolve(config: Any, scenario_names: set[str], run_id: str | None = None) ->
     targets: list[ClusterTarget]
     if clusters_file and contexts:
         raise ConfigError("use --clusters or --context, not both")
+    if kubeconfig and not clusters_file and not contexts:
+        # A kubeconfig named on its own means its current context, as kubectl reads it.
+        contexts = [current_context(kubeconfig)]
     use_sim = not clusters_file and not contexts
     if clusters_file:
         targets = load_clusters_file(clusters_file)
