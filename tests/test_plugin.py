@@ -163,7 +163,7 @@ current-context: real
      "opt_in: expected list, got str"),
     (["--kubeconfig={kc}"], {"kc": KUBECONFIG.replace("current-context: real\n", "")},
      "has no current-context; name the cluster with --context (known: real)"),
-    (["--kubeconfig={kc}"], {"kc": KUBECONFIG.replace("current-context: real", "current-context: gone")},
+    (["--kubeconfig={kc}"], {"kc": KUBECONFIG.replace("context: real\n", "context: gone\n")},
      "current-context 'gone' is not one of its contexts (known: real)"),
     (["--kubeconfig={kc}", "--sim-scenario", "ebs-attach-fails"], {"kc": KUBECONFIG},
      "--sim-scenario applies to the embedded cluster only"),

@@ -37,7 +37,7 @@ from winstor.cleanup.aws import clean_volumes, make_aws, scan_volumes
 from winstor.cleanup.cluster import ClusterPlan, clean_cluster, scan_cluster
 from winstor.cleanup.report import Report, one_line
 from winstor.cleanup.select import Selector, parse_duration, run_namespace_names
-from winstor.cluster.kube import ConnectError, KubeError
+from winstor.cluster.kube import ConnectError, KubeError, load_official_client
 from winstor.cluster.target import Cluster
 from winstor.config import ClusterTarget, Timeouts
 from winstor.errors import UsageError
@@ -47,6 +47,7 @@ _LABEL_VALUE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 
 def _kube_contexts(kubeconfig: str | None) -> tuple[list[str], str | None]:
     """The kubeconfig's context names and its current context; UsageError if unreadable."""
+    load_official_client()
     from kubernetes import config as k8s_config
 
     where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"

@@ -32,8 +32,12 @@ def load_official_client() -> None:
     importing it loads every model and API class (about 0.4 s of CPU), and an xdist
     controller, `--help` or `--collect-only` import winstor without talking to a
     cluster. A process about to run checks loads it early (see the plugin's
-    pytest_collection_finish)."""
-    import kubernetes.client  # noqa: F401
+    pytest_collection_finish); `officialclient` says why only part of it."""
+    from winstor.cluster import officialclient
+
+    officialclient.load()
+    from kubernetes import config  # noqa: F401
+    from kubernetes.client import ApiClient  # noqa: F401
 
 
 class KubeError(Exception):
@@ -166,6 +170,7 @@ class Api:
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: str | None, context: str | None) -> Api:
+        load_official_client()
         from kubernetes import client as k8s_client
         from kubernetes import config as k8s_config
 
