@@ -18,6 +18,7 @@ from typing import Any
 
 import urllib3
 
+from winstor import kubeconfig as kubeconfig_file
 from winstor.cluster.kube import NODES, Api, ConnectError, KubeError
 from winstor.config import DEFAULT_BUILD, IMAGES_BY_BUILD, ClusterTarget, Timeouts
 from winstor.targets.profiles import Profile
@@ -206,8 +207,7 @@ def _declared_in_kubeconfig(path: str | None, context: str | None) -> frozenset[
     chosen = path or (os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]) or \
         os.path.join(os.path.expanduser("~"), ".kube", "config")
     try:
-        with open(chosen, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
+        data = kubeconfig_file.load(chosen) or {}
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return frozenset()
     if not isinstance(data, dict):

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from winstor import kubeconfig as kubeconfig_file
 from winstor.config import ClusterTarget, ConfigError, Timeouts, load_clusters_file, safe_name
 from winstor.plugin.checks import OPT_IN
 from winstor.targets import kindstate
@@ -136,7 +137,7 @@ def _read_kubeconfig(path: str | None) -> tuple[str, dict[str, Any]]:
     chosen = candidates[0] if candidates and candidates[0] else str(
         Path.home() / ".kube" / "config")
     try:
-        data = yaml.safe_load(Path(chosen).read_text())
+        data = kubeconfig_file.load(chosen)
     except OSError as err:
         raise ConfigError(f"cannot read kubeconfig {chosen}: {err.strerror}") from None
     except yaml.YAMLError:

@@ -18,10 +18,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import yaml
+
+from winstor import kubeconfig as kubeconfig_file
 
 REDACTED = "[REDACTED]"
 
@@ -170,7 +171,7 @@ def kubeconfig_secrets(path: str) -> list[str]:
     """Every credential-like value in a kubeconfig's users (tokens, keys, passwords,
     exec environment); an unreadable file has none."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = kubeconfig_file.load(path)
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return []
     found: list[str] = []
@@ -200,7 +201,7 @@ def redacted_kubeconfig(path: str | None) -> dict[str, Any] | None:
     if not path:
         return None
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = kubeconfig_file.load(path)
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return {"path": path, "error": "unreadable"}
     if not isinstance(data, dict):
