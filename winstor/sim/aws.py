@@ -403,6 +403,10 @@ class AwsBackend:
         _share_botocore_data()
         from moto.server import ThreadedMotoServer  # lazy: moto is heavy to import
 
+        from . import motofast
+
+        motofast.apply()
+
         # werkzeug logs every request at INFO and installs its own handler if nothing is set.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         t1 = time.perf_counter()
