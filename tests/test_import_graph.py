@@ -47,7 +47,9 @@ SIM_IMPORTERS: dict[str, set[str]] = {
 # assembles the parts from outside, so none of them imports it or anything above it.
 SIM_PARTS: dict[str, set[str]] = {
     "winstor.sim.api": set(),
-    "winstor.sim.aws": set(),
+    # moto's server with winstor.sim.motofast's equivalents of its slow paths
+    "winstor.sim.aws": {"winstor.sim.motofast"},
+    "winstor.sim.motofast": set(),
     "winstor.sim.nodes": {"winstor.sim.api", "winstor.sim.topology"},
     "winstor.sim.controllers": {"winstor.sim.api", "winstor.sim.nodes", "winstor.sim.aws",
                                 "winstor.sim.metrics", "winstor.sim.timing",

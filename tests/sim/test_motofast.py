@@ -31,7 +31,8 @@ def test_the_equivalents_are_installed_by_the_sims_aws(backend: AwsBackend) -> N
     from moto.ec2.models.core import TaggedEC2Resource
 
     assert TaggedEC2Resource.get_tags is motofast._get_tags
-    assert set(motofast.originals) == {"get_tags", "list_of_moto_modules", "service_name"}
+    assert set(motofast.originals) == {"get_tags", "list_of_moto_modules", "service_name",
+                                       "method_names"}
 
 
 def test_tags_are_what_describe_tags_says(backend: AwsBackend) -> None:
@@ -63,3 +64,14 @@ def test_module_list_and_service_names_are_motos_own(backend: AwsBackend) -> Non
     for package in ("ec2", "fsx", "storagegateway", "secretsmanager", "resourcegroupstaggingapi"):
         assert moto.core.utils.service_name_from_moto_package_name(package) == \
             motofast.originals["service_name"](package)
+
+
+def test_response_methods_are_motos_own(backend: AwsBackend) -> None:
+    import moto.core.responses
+    from moto.ec2.responses import EC2Response
+    from moto.fsx.responses import FSxResponse
+
+    for cls in (EC2Response, FSxResponse):
+        ours = moto.core.responses.method_names_from_class(cls)
+        assert ours == motofast.originals["method_names"](cls)
+        assert "describe_volumes" in ours or "describe_file_systems" in ours

@@ -22,10 +22,8 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError
 from tenacity import (
     Retrying,
@@ -36,6 +34,9 @@ from tenacity import (
 )
 
 from winstor import heap
+
+if TYPE_CHECKING:
+    import boto3
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,11 @@ THROTTLING_CODES = frozenset({
 RETRY_ATTEMPTS = 5
 RETRY_WAIT = wait_exponential_jitter(max=8.0)  # 1 s, 2 s, 4 s... plus up to 1 s jitter
 
-_CLIENT_CONFIG = Config(retries={"total_max_attempts": 1}, connect_timeout=10, read_timeout=60)
+# One attempt per call (retries are winstor's, bounded and logged), and timeouts a stuck
+# endpoint cannot stretch. boto3 and botocore.config are imported on first use: a worker
+# begins its cluster's slow objects before it needs AWS, and they cost ~0.1 s to import.
+_CLIENT_SETTINGS = {"retries": {"total_max_attempts": 1}, "connect_timeout": 10,
+                    "read_timeout": 60}
 
 _WINDOWS_NAME = re.compile(r"^Windows_Server-(?P<release>\d{4})-English-(?P<edition>[A-Za-z]+)-")
 _EKS_WINDOWS_NAME = re.compile(
@@ -165,6 +170,8 @@ def make_session(region: str | None = None, profile: str | None = None) -> boto3
         kwargs["profile_name"] = profile
     if region:
         kwargs["region_name"] = region
+    import boto3
+
     session = boto3.Session(**kwargs)
     if not session.region_name:
         raise ValueError("no AWS region: pass one, set AWS_REGION, or configure the profile")
@@ -182,7 +189,9 @@ def client(session: boto3.Session, service: str) -> Any:
     with _clients_lock:
         made = _clients.setdefault(session, {})
         if service not in made:
-            made[service] = session.client(service, config=_CLIENT_CONFIG)
+            from botocore.config import Config
+
+            made[service] = session.client(service, config=Config(**_CLIENT_SETTINGS))
             heap.keep_settled()  # its service model stays for the process
         return made[service]
 

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
 from botocore.exceptions import ClientError
 
 from winstor.aws.facts import _pages, _read, client
+
+if TYPE_CHECKING:
+    import boto3
 
 __all__ = ["ShareFacts", "find", "secret_credentials"]
 

@@ -8,6 +8,7 @@ problems become one-line `ConnectError`s that name the context and server.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -28,6 +29,9 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 RUN_LABEL = "winstor.io/run"
 CLUSTER_LABEL = "winstor.io/cluster"
 BUILD_LABEL = "node.kubernetes.io/windows-build"
+
+
+log = logging.getLogger("winstor.cluster.target")
 
 
 @dataclass
@@ -52,6 +56,7 @@ class Cluster:
     keep_on_failure: bool = False
     _api: Api | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _aws_lock: threading.Lock = field(default_factory=threading.Lock)
     _opt_in: frozenset[str] | None = None
 
     @property
@@ -167,6 +172,28 @@ class Cluster:
     # -- AWS ---------------------------------------------------------------------------
     def aws_session(self) -> Any:
         """A boto3 session, or None when this cluster has no AWS configuration."""
+        with self._aws_lock:  # made once, whichever thread asks first (see warm_aws)
+            return self._aws_session()
+
+    def warm_aws(self) -> threading.Thread:
+        """Make the AWS session and the EC2 client in the background: importing boto3 and
+        loading EC2's model cost a worker ~0.2 s of CPU, which a run spends better while
+        its cluster's slow objects settle (the head start) than when the first check
+        that reads AWS is waiting. A failure here is the first check's to report."""
+        def warm() -> None:
+            try:
+                session = self.aws_session()
+                if session is not None:
+                    from winstor.aws import facts as awsfacts
+                    awsfacts.client(session, "ec2")
+            except Exception as exc:  # the check that asks again reports it
+                log.debug("%s: preparing AWS in the background failed: %s", self.name, exc)
+
+        thread = threading.Thread(target=warm, name=f"warm-aws-{self.name}", daemon=True)
+        thread.start()
+        return thread
+
+    def _aws_session(self) -> Any:
         if "aws_session" in self.facts:
             return self.facts["aws_session"]
         from winstor.aws import facts as awsfacts

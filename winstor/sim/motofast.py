@@ -1,4 +1,4 @@
-"""Three places where moto's server spends the embedded cluster's CPU on work whose answer
+"""Four places where moto's server spends the embedded cluster's CPU on work whose answer
 cannot change, replaced by equivalents that answer the same.
 
 Measured on 16 clusters in one sim (`python -m bench --parts fleet`, py-spy on the sim):
@@ -14,6 +14,9 @@ Measured on 16 clusters in one sim (`python -m bench --parts fleet`, py-spy on t
   behind file-system calls. The folder does not change while the sim runs.
 - `moto.core.utils.service_name_from_moto_package_name` builds a botocore session and
   lists every service for every error response. The list is the installed botocore's.
+- `BaseResponse.call_action` lists the response class's methods with `inspect.getmembers`
+  on every request to see whether the action is one. A class's methods are those of
+  its definition (the sim adds none later), so they are listed once per class.
 
 `tests/sim/test_motofast.py` compares each with moto's own on a seeded backend.
 """
@@ -31,23 +34,27 @@ originals: dict[str, Any] = {}
 
 
 def apply() -> None:
-    """Install the three equivalents (once per process)."""
+    """Install the four equivalents (once per process)."""
     global _applied
     with _lock:
         if _applied:
             return
         import moto.backends
+        import moto.core.responses
         import moto.core.utils
         from moto.ec2.models.core import TaggedEC2Resource
 
         originals.update(get_tags=TaggedEC2Resource.get_tags,
                          list_of_moto_modules=moto.backends.list_of_moto_modules,
-                         service_name=moto.core.utils.service_name_from_moto_package_name)
+                         service_name=moto.core.utils.service_name_from_moto_package_name,
+                         method_names=moto.core.responses.method_names_from_class)
         TaggedEC2Resource.get_tags = _get_tags  # type: ignore[method-assign]
         modules = frozenset(moto.backends.list_of_moto_modules())
         moto.backends.list_of_moto_modules = lambda: modules  # type: ignore[assignment]
         moto.core.utils.service_name_from_moto_package_name = functools.cache(
             moto.core.utils.service_name_from_moto_package_name)
+        moto.core.responses.method_names_from_class = functools.cache(  # type: ignore[assignment]
+            moto.core.responses.method_names_from_class)
         _applied = True
 
 
