@@ -26,8 +26,11 @@ Against fresh `winstor sim up` processes, measures and prints one report:
   fleet     many clusters in one run at the eks-like time scale: 1 cluster serial
             against 16 clusters with -n 16 (--fleet-clusters, --fleet-workers), wall
             time, CPU and memory (peak RSS per worker, controller, embedded cluster,
-            total); then the fleet with one cluster broken (ebs-attach-fails on
-            cluster 7) and one unreachable: every check reported once, nothing left
+            total), with bytecode caches as Python keeps them by default, and once
+            more without any (PYTHONDONTWRITEBYTECODE makes every worker compile
+            winstor and the suites again); then the fleet with one cluster broken
+            (ebs-attach-fails on cluster 7) and one unreachable: every check
+            reported once, nothing left
 
 then the issue's targets with the measured value and met / NOT MET. Every
 figure about a cluster is read from that cluster's /metrics. `--quick` runs
@@ -445,11 +448,14 @@ def _fleet_section(doc: dict[str, Any]) -> list[str]:
     if not f:
         return []
     cores = doc["machine"]["cores"] or 1
-    out = [f"Many clusters in one run (time scale {f['time_scale']:g}, fresh sim each)", table(
+    out = [f"Many clusters in one run (time scale {f['time_scale']:g}, fresh sim each; bytecode "
+           f"caches {f['one'].get('bytecode') or 'as the environment said'} except where a "
+           f"row says none; the bench's environment: {f.get('environment_bytecode', '?')})",
+           table(
         ("run", "wall s", "vs 1 cluster", "CPU s (pytest + sim)", f"CPU / {cores} cores s",
          "MB per worker (max)", "MB controller", "MB sim", "MB total"),
         fleet.rows(f, cores))]
-    for r in [*f["fleet"], f["broken"]]:
+    for r in [*f["fleet"], *([f["uncached"]] if f.get("uncached") else []), f["broken"]]:
         phases = [p for p in r.get("processes") or [] if p["role"] == "worker"]
         if phases:
             cpus = sorted(p["cpu_seconds"] for p in phases)

@@ -8,6 +8,13 @@ cluster's slow objects, so clusters only overlap on separate workers), and repor
 time, the CPU the run used, and memory: each pytest process's peak resident set
 (`bench.procstats`) and the embedded cluster's.
 
+The runs read and write bytecode caches as Python does by default (the 1-cluster run,
+which goes first, writes what is missing), whatever the bench's own environment says:
+a machine that sets PYTHONDONTWRITEBYTECODE makes every xdist worker compile winstor, the
+suites and their imports again - for 16 workers on 2 cores, seconds before any cluster's
+first check. One more 16-cluster run without any caches shows that cost, and the report
+says whether the bench's environment had caching off.
+
 Then the same fleet with one cluster broken (a scenario, `ebs-attach-fails` on cluster 7)
 and one cluster unreachable (a kubeconfig context whose API server refuses connections),
 to show that nothing is lost or leaked: every check of every cluster is reported once,
@@ -17,9 +24,10 @@ error saying so, the others pass, and no object or EBS volume of the run is left
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from .catalog import CatalogRun, run_catalog
+from .catalog import CatalogRun, bytecode_state, run_catalog
 
 BROKEN_SCENARIO = "ebs-attach-fails"
 TARGET = 1.3
@@ -27,20 +35,24 @@ TARGET = 1.3
 
 def measure(clusters: int, workers: list[int], scale: float, say: Any) -> dict[str, Any]:
     say(f"fleet: 1 cluster at --time-scale {scale:g}, serial")
-    one = run_catalog(1, 1, time_scale=scale)
+    one = run_catalog(1, 1, time_scale=scale, bytecode="cached")
     runs = []
     for w in workers:
         say(f"fleet: {clusters} clusters at --time-scale {scale:g}, -n {w}")
-        runs.append(run_catalog(clusters, w, time_scale=scale, look_for_leaks=True))
-    broken_at = min(7, max(1, clusters - 1))
+        runs.append(run_catalog(clusters, w, time_scale=scale, look_for_leaks=True,
+                                bytecode="cached"))
     w = workers[0]
+    say(f"fleet: {clusters} clusters at --time-scale {scale:g}, -n {w}, no bytecode caches")
+    uncached = run_catalog(clusters, w, time_scale=scale, look_for_leaks=True, bytecode="none")
+    broken_at = min(7, max(1, clusters - 1))
     say(f"fleet: {clusters - 1} clusters (cluster {broken_at}: {BROKEN_SCENARIO}) and one "
         f"unreachable, -n {w}")
     broken = run_catalog(clusters - 1, w, time_scale=scale,
                          scenarios=(f"{broken_at}:{BROKEN_SCENARIO}",), unreachable=1,
-                         look_for_leaks=True)
+                         look_for_leaks=True, bytecode="cached")
     return {"clusters": clusters, "time_scale": scale, "one": one.summary(),
-            "fleet": [r.summary() for r in runs],
+            "environment_bytecode": bytecode_state("inherit", dict(os.environ)),
+            "fleet": [r.summary() for r in runs], "uncached": uncached.summary(),
             "broken": {**broken.summary(), "broken_cluster": f"sim-{broken_at}",
                        "scenario": BROKEN_SCENARIO, "verdict": judge_broken(
                            broken, one, f"sim-{broken_at}")}}
@@ -82,8 +94,11 @@ def rows(doc: dict[str, Any], cores: int) -> list[tuple[Any, ...]]:
     one = doc["one"]
     base = one["wall_seconds"]
     out = []
+    uncached = [(f"{r['clusters']} clusters, -n {r['workers']}, no bytecode caches", r)
+                for r in [doc.get("uncached")] if r]
     for label, run in [("1 cluster, serial", one)] + [
-            (f"{r['clusters']} clusters, -n {r['workers']}", r) for r in doc["fleet"]] + [
+            (f"{r['clusters']} clusters, -n {r['workers']}", r) for r in doc["fleet"]] + \
+            uncached + [
             (f"{doc['broken']['clusters']} + 1 unreachable ({doc['broken']['broken_cluster']}: "
              f"{doc['broken']['scenario']}), -n {doc['broken']['workers']}", doc["broken"])]:
         cpu = _cpu(run)
@@ -122,6 +137,12 @@ def targets(doc: dict[str, Any], cores: int) -> list[tuple[str, str, str]]:
                     "met" if q <= TARGET else "NOT MET"))
         if run.get("leaks"):
             out.append(("  nothing left behind", ", ".join(run["leaks"][:3]), "NOT MET"))
+    uncached = doc.get("uncached")
+    if uncached:
+        q = uncached["wall_seconds"] / base
+        out.append((f"  the same without bytecode caches (-n {uncached['workers']})",
+                    f"{q:.2f} x ({uncached['wall_seconds']:.1f} s)",
+                    "met" if q <= TARGET else "NOT MET"))
     broken = doc["broken"]
     verdict = broken["verdict"]
     out.append((f"nothing lost or leaked with one cluster broken ({broken['scenario']}) and "

@@ -300,8 +300,29 @@ def test_fleet_reports_memory_and_finds_nothing_lost_or_leaked(tmp_path: Path) -
     text = proc.stdout
     assert "Many clusters in one run" in text and "MB per worker (max)" in text
     assert "nothing lost or leaked with one cluster broken" in text
-    row = next(line for line in text.splitlines() if line.startswith("2 clusters, -n 2"))
+    row = next(line for line in text.splitlines() if line.startswith("2 clusters, -n 2 "))
     assert f"{mem['per_worker_max_mb']:.0f}" in row and f"{mem['total_mb']:.0f}" in row
+    # Python's default caches for the runs, and one run without any, each saying so
+    assert run["bytecode"] == doc["one"]["bytecode"] == "written and read (Python's default)"
+    uncached = doc["uncached"]
+    assert uncached["bytecode"].startswith("none") and uncached["exit_code"] == 0
+    assert "2 clusters, -n 2, no bytecode caches" in text
+    assert "the same without bytecode caches (-n 2)" in text
+
+
+def test_bytecode_settings_of_a_run(tmp_path: Path) -> None:
+    from bench.catalog import bytecode_env, bytecode_state
+
+    assert bytecode_env("inherit", tmp_path) == {}
+    assert bytecode_env("cached", tmp_path) == {"PYTHONDONTWRITEBYTECODE": "",
+                                               "PYTHONPYCACHEPREFIX": ""}
+    none = bytecode_env("none", tmp_path)
+    assert none["PYTHONDONTWRITEBYTECODE"] == "1" and Path(none["PYTHONPYCACHEPREFIX"]).is_dir()
+    assert list(Path(none["PYTHONPYCACHEPREFIX"]).iterdir()) == []
+    with pytest.raises(ValueError, match="one of inherit, cached, none"):
+        bytecode_env("sometimes", tmp_path)
+    assert bytecode_state("inherit", {"PYTHONDONTWRITEBYTECODE": "1"}).startswith("read, never")
+    assert bytecode_state("cached", {}) == "written and read (Python's default)"
 
 
 def test_a_broken_fleet_with_a_lost_or_leaked_check_is_not_met() -> None:

@@ -83,6 +83,7 @@ class CatalogRun:
     # the run's objects left in any cluster or in EC2 afterwards (None: not looked for)
     leaks: list[str] | None = None
     catalog: str = "full"  # which checks it selected (CATALOGS)
+    bytecode: str = ""  # how its processes treated bytecode caches (bytecode_state)
 
     def memory(self) -> dict[str, Any]:
         """Peak resident memory: per worker (the largest and the median), the controller,
@@ -100,7 +101,7 @@ class CatalogRun:
     def summary(self) -> dict[str, Any]:
         return {"clusters": self.clusters, "workers": self.workers, "scenarios": self.scenarios,
                 "strategy": self.strategy, "time_scale": self.time_scale,
-                "catalog": self.catalog,
+                "catalog": self.catalog, "bytecode": self.bytecode,
                 "wall_seconds": round(self.wall, 3),
                 "exit_code": self.exit_code,
                 "cpu_seconds": {"pytest": round(self.cpu_pytest, 3),
@@ -116,11 +117,12 @@ def run_catalog(clusters: int, workers: int = 1, *, scenarios: tuple[str, ...] =
                 record_failures: bool = False, pytest_args: tuple[str, ...] = (),
                 timeouts: str = "sim", time_scale: float = DEFAULT_SCALE,
                 unreachable: int = 0, look_for_leaks: bool = False,
-                catalog: str = "full") -> CatalogRun:
+                catalog: str = "full", bytecode: str = "inherit") -> CatalogRun:
     """One run of the catalog against a fresh sim; `strategy` poll needs `env` to
     carry the poll interval (see `bench.polling`). `unreachable` adds that many contexts
     whose API server does not answer; `look_for_leaks` lists the run's objects left in
-    the clusters and in EC2 afterwards; `catalog` selects the checks (CATALOGS)."""
+    the clusters and in EC2 afterwards; `catalog` selects the checks (CATALOGS); `bytecode`
+    is how the run's Python processes treat bytecode caches (BYTECODE)."""
     selection = catalog_args(catalog)
     sim = SimProcess(clusters, list(scenarios), time_scale=time_scale)
     sim.start()
@@ -144,6 +146,10 @@ def run_catalog(clusters: int, workers: int = 1, *, scenarios: tuple[str, ...] =
             run_env = {**os.environ, **sim.aws_env, "WINSTOR_REPORT_DIR": str(Path(work) / "r"),
                        PROCSTATS_ENV: str(stats), **(env or {})}
             run_env.pop("WINSTOR_WAIT_STRATEGY", None)
+            run_env.update(bytecode_env(bytecode, Path(work)))
+            for name in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX"):
+                if name in run_env and not run_env[name]:
+                    del run_env[name]
             if strategy != "watch":
                 run_env["WINSTOR_WAIT_STRATEGY"] = strategy
             args = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly",
@@ -178,11 +184,44 @@ def run_catalog(clusters: int, workers: int = 1, *, scenarios: tuple[str, ...] =
             {c: log.error for c, log in logs.items() if log.error},
             (proc.stdout + proc.stderr)[-3000:], cpu_pytest,
             None if sim_cpu is None or sim_after is None else sim_after - sim_cpu,
-            processes, sim_rss, unreachable, checks, duplicates, leaks, catalog)
+            processes, sim_rss, unreachable, checks, duplicates, leaks, catalog,
+            bytecode_state(bytecode, run_env))
     finally:
         for log in logs.values():
             log.stop()
         sim.stop()
+
+
+# How a run's Python processes (pytest and its xdist workers) treat bytecode caches:
+#   inherit  as the bench's own environment says
+#   cached   Python's default: each module's cache is read, and written when missing
+#            (PYTHONDONTWRITEBYTECODE removed), so a run after the first reads them all
+#   none     no cache is read or written (an empty PYTHONPYCACHEPREFIX, and
+#            PYTHONDONTWRITEBYTECODE=1): every process compiles every module it imports -
+#            and pytest rewrites every test module and winstor itself - again
+BYTECODE = ("inherit", "cached", "none")
+
+
+def bytecode_env(bytecode: str, work: Path) -> dict[str, str]:
+    """The environment changes for `bytecode` ("" removes a variable)."""
+    if bytecode == "cached":
+        return {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": ""}
+    if bytecode == "none":
+        empty = work / "no-pycache"
+        empty.mkdir(exist_ok=True)
+        return {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(empty)}
+    if bytecode != "inherit":
+        raise ValueError(f"bytecode: one of {', '.join(BYTECODE)}, not {bytecode!r}")
+    return {}
+
+
+def bytecode_state(bytecode: str, env: dict[str, str]) -> str:
+    """What a report says about the run's bytecode caches."""
+    if bytecode == "none":
+        return "none (every module compiled in every process)"
+    if env.get("PYTHONDONTWRITEBYTECODE"):
+        return "read, never written (PYTHONDONTWRITEBYTECODE=1)"
+    return "written and read (Python's default)"
 
 
 def with_unreachable(kubeconfig: Path, work: Path, count: int) -> tuple[str, list[str]]:
