@@ -51,6 +51,7 @@ import datetime as dt
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -100,6 +101,20 @@ def table(headers: Sequence[str], rows: list[Sequence[Any]]) -> str:
 
 
 # -- measuring -----------------------------------------------------------------------------
+def cpu_speed() -> float:
+    """Seconds of CPU a fixed pure-Python loop takes here (the best of three), taken before
+    and after the parts: a shared virtual machine's speed drifts (the same loop took 1.1 s
+    and 1.7 s within a minute on this project's 2-core machines), and wall times of
+    CPU-bound runs are only comparable at a similar speed."""
+    best = float("inf")
+    for _ in range(3):
+        start, total = time.process_time(), 0
+        for i in range(2_000_000):
+            total += i * i
+        best = min(best, time.process_time() - start)
+    return round(best, 3)
+
+
 def measure(args: argparse.Namespace, say: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0],
                                        # every process it starts inherits this: with it set
@@ -107,7 +122,8 @@ def measure(args: argparse.Namespace, say: Any) -> dict[str, Any]:
                                        "writes_bytecode": not os.environ.get(
                                            "PYTHONDONTWRITEBYTECODE"),
                                        "date": dt.datetime.now(dt.timezone.utc).isoformat(
-                                           timespec="seconds")},
+                                           timespec="seconds"),
+                                       "cpu_speed_start": cpu_speed()},
                            "time_scale": DEFAULT_SCALE,
                            "minimum_seconds": minimum_critical_seconds(),
                            "minimum_parts": dict(MINIMUM_PARTS), "parts": args.parts,
@@ -182,6 +198,7 @@ def measure(args: argparse.Namespace, say: Any) -> dict[str, Any]:
         out["fleet"] = fleet.measure(args.fleet_clusters,
                                      args.fleet_workers or [args.fleet_clusters],
                                      args.eks_like_scale, say)
+    out["machine"]["cpu_speed_end"] = cpu_speed()
     return out
 
 
@@ -325,7 +342,12 @@ def report(doc: dict[str, Any]) -> str:
         " (PYTHONDONTWRITEBYTECODE set: processes use only bytecode caches already there)")
     out = [f"winstor benchmark - {m['date']}, {m['cores']} cores, Python {m['python']}{caches}; "
            f"embedded cluster at --time-scale {DEFAULT_SCALE:g} unless marked @scale, "
-           "timeouts profile sim", f"  {catalog_note(doc.get('catalog_choice', 'seed'))}", ""]
+           "timeouts profile sim", f"  {catalog_note(doc.get('catalog_choice', 'seed'))}"]
+    if m.get("cpu_speed_start") is not None:
+        out.append("  CPU speed (a fixed Python loop, lower is faster): "
+                   f"{m['cpu_speed_start']:.2f} s before the parts, "
+                   f"{m.get('cpu_speed_end', 0):.2f} s after")
+    out.append("")
     if doc.get("catalog"):
         base = next((r["wall_seconds"] for r in doc["catalog"]
                      if r["clusters"] == 1 and r["workers"] == 1), None)

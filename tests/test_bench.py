@@ -308,6 +308,7 @@ def test_fleet_reports_memory_and_finds_nothing_lost_or_leaked(tmp_path: Path) -
     assert uncached["bytecode"].startswith("none") and uncached["exit_code"] == 0
     assert "2 clusters, -n 2, no bytecode caches" in text
     assert "the same without bytecode caches (-n 2)" in text
+    assert "CPU speed (a fixed Python loop, lower is faster)" in text
 
 
 def test_bytecode_settings_of_a_run(tmp_path: Path) -> None:
