@@ -78,11 +78,15 @@ def complete(module: types.ModuleType) -> None:
     with _lock:
         if module.__dict__.get("_winstor_completed"):
             return
-        module.__dict__["_winstor_completed"] = True
+        module.__dict__["_winstor_completed"] = True  # its own imports may ask for names
         spec = module.__spec__
         assert spec is not None and spec.loader is not None
-        code = spec.loader.get_code(module.__name__)  # type: ignore[attr-defined]
-        exec(code, module.__dict__)
+        try:
+            code = spec.loader.get_code(module.__name__)  # type: ignore[attr-defined]
+            exec(code, module.__dict__)
+        except BaseException:
+            module.__dict__["_winstor_completed"] = False  # the next asker meets the error
+            raise
 
 
 def load() -> None:
