@@ -314,14 +314,15 @@ def test_fleet_reports_memory_and_finds_nothing_lost_or_leaked(tmp_path: Path) -
 def test_bytecode_settings_of_a_run(tmp_path: Path) -> None:
     from bench.catalog import bytecode_env, bytecode_state
 
-    assert bytecode_env("inherit", tmp_path) == {}
-    assert bytecode_env("cached", tmp_path) == {"PYTHONDONTWRITEBYTECODE": "",
-                                               "PYTHONPYCACHEPREFIX": ""}
-    none = bytecode_env("none", tmp_path)
+    env = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": "/elsewhere", "HOME": "/h"}
+    assert bytecode_env("inherit", tmp_path, env) == env
+    assert bytecode_env("cached", tmp_path, env) == {"HOME": "/h"}
+    none = bytecode_env("none", tmp_path, env)
     assert none["PYTHONDONTWRITEBYTECODE"] == "1" and Path(none["PYTHONPYCACHEPREFIX"]).is_dir()
-    assert list(Path(none["PYTHONPYCACHEPREFIX"]).iterdir()) == []
+    assert list(Path(none["PYTHONPYCACHEPREFIX"]).iterdir()) == [] and none["HOME"] == "/h"
+    assert env["PYTHONPYCACHEPREFIX"] == "/elsewhere", "the caller's environment is kept"
     with pytest.raises(ValueError, match="one of inherit, cached, none"):
-        bytecode_env("sometimes", tmp_path)
+        bytecode_env("sometimes", tmp_path, env)
     assert bytecode_state("inherit", {"PYTHONDONTWRITEBYTECODE": "1"}).startswith("read, never")
     assert bytecode_state("cached", {}) == "written and read (Python's default)"
 

@@ -32,3 +32,12 @@ def test_errors_are_the_readers(tmp_path: Path) -> None:
     (tmp_path / "latin").write_bytes(b"name: caf\xe9\n")
     with pytest.raises(UnicodeDecodeError):
         kubeconfig.load(tmp_path / "latin")
+
+
+def test_the_file_a_path_means(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("KUBECONFIG", os.pathsep.join(["/first", "/second"]))
+    assert kubeconfig.chosen("/given") == "/given"
+    assert kubeconfig.chosen(None) == "/first"
+    monkeypatch.delenv("KUBECONFIG")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert kubeconfig.chosen(None) == str(tmp_path / ".kube" / "config")

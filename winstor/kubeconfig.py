@@ -25,6 +25,13 @@ _cache: dict[str, tuple[tuple[int, int], Any]] = {}
 _lock = threading.Lock()
 
 
+def chosen(path: str | None) -> str:
+    """The file winstor reads for `path`: it, else the first of $KUBECONFIG, else
+    ~/.kube/config."""
+    return path or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or \
+        os.path.join(os.path.expanduser("~"), ".kube", "config")
+
+
 def load(path: str | os.PathLike[str]) -> Any:
     """The YAML document in `path` (read-only: shared with every other reader).
     Raises what reading and parsing raise: OSError, UnicodeDecodeError, yaml.YAMLError."""

@@ -146,10 +146,7 @@ def run_catalog(clusters: int, workers: int = 1, *, scenarios: tuple[str, ...] =
             run_env = {**os.environ, **sim.aws_env, "WINSTOR_REPORT_DIR": str(Path(work) / "r"),
                        PROCSTATS_ENV: str(stats), **(env or {})}
             run_env.pop("WINSTOR_WAIT_STRATEGY", None)
-            run_env.update(bytecode_env(bytecode, Path(work)))
-            for name in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX"):
-                if name in run_env and not run_env[name]:
-                    del run_env[name]
+            run_env = bytecode_env(bytecode, Path(work), run_env)
             if strategy != "watch":
                 run_env["WINSTOR_WAIT_STRATEGY"] = strategy
             args = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly",
@@ -202,17 +199,20 @@ def run_catalog(clusters: int, workers: int = 1, *, scenarios: tuple[str, ...] =
 BYTECODE = ("inherit", "cached", "none")
 
 
-def bytecode_env(bytecode: str, work: Path) -> dict[str, str]:
-    """The environment changes for `bytecode` ("" removes a variable)."""
+def bytecode_env(bytecode: str, work: Path, env: dict[str, str]) -> dict[str, str]:
+    """`env` as a run with `bytecode` needs it (a new dict; `work` holds the empty cache
+    folder of "none")."""
+    if bytecode not in BYTECODE:
+        raise ValueError(f"bytecode: one of {', '.join(BYTECODE)}, not {bytecode!r}")
+    out = dict(env)
     if bytecode == "cached":
-        return {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": ""}
-    if bytecode == "none":
+        out.pop("PYTHONDONTWRITEBYTECODE", None)
+        out.pop("PYTHONPYCACHEPREFIX", None)
+    elif bytecode == "none":
         empty = work / "no-pycache"
         empty.mkdir(exist_ok=True)
-        return {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(empty)}
-    if bytecode != "inherit":
-        raise ValueError(f"bytecode: one of {', '.join(BYTECODE)}, not {bytecode!r}")
-    return {}
+        out.update(PYTHONDONTWRITEBYTECODE="1", PYTHONPYCACHEPREFIX=str(empty))
+    return out
 
 
 def bytecode_state(bytecode: str, env: dict[str, str]) -> str:

@@ -28,11 +28,11 @@ TRANSIENT = {429, 500, 502, 503, 504}
 
 
 def load_official_client() -> None:
-    """Import the official client now. This module imports it on first use instead:
-    importing it loads every model and API class (about 0.4 s of CPU), and an xdist
-    controller, `--help` or `--collect-only` import winstor without talking to a
-    cluster. A process about to run checks loads it early (see the plugin's
-    pytest_collection_finish); `officialclient` says why only part of it."""
+    """Import the parts of the official client this module uses now: the kubeconfig
+    loader and `ApiClient`, not its model and API classes (`officialclient` says why and
+    how). This module imports them on first use instead, since an xdist controller,
+    `--help` or `--collect-only` import winstor without talking to a cluster; a process
+    about to run checks loads them early (see the plugin's pytest_collection_finish)."""
     from winstor.cluster import officialclient
 
     officialclient.load()

@@ -231,10 +231,8 @@ def _declared_in_kubeconfig(path: str | None, context: str | None) -> frozenset[
     the file cannot be read: this only ever turns checks on)."""
     import yaml
 
-    chosen = path or (os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]) or \
-        os.path.join(os.path.expanduser("~"), ".kube", "config")
     try:
-        data = kubeconfig_file.load(chosen) or {}
+        data = kubeconfig_file.load(kubeconfig_file.chosen(path)) or {}
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return frozenset()
     if not isinstance(data, dict):

@@ -11,7 +11,6 @@ import os
 import secrets
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -113,15 +112,15 @@ def _get(config: Any, option: str) -> Any:
 def kubeconfig_contexts(path: str | None) -> tuple[str, list[str]]:
     """The kubeconfig file used and its context names (no cluster contacted)."""
     chosen, data = _read_kubeconfig(path)
-    names = [c.get("name") for c in data.get("contexts") or [] if isinstance(c, dict)]
-    return chosen, [n for n in names if n]
+    return chosen, _context_names(data)
 
 
 def current_context(path: str | None) -> str:
     """The context kubectl would use with this kubeconfig: its current-context, which must
     name one of its contexts."""
-    chosen, known = kubeconfig_contexts(path)
-    current = _read_kubeconfig(path)[1].get("current-context")
+    chosen, data = _read_kubeconfig(path)
+    known = _context_names(data)
+    current = data.get("current-context")
     if not current:
         raise ConfigError(f"kubeconfig {chosen} has no current-context; name the cluster "
                           f"with --context (known: {', '.join(known) or 'none'})")
@@ -131,11 +130,13 @@ def current_context(path: str | None) -> str:
     return str(current)
 
 
+def _context_names(data: dict[str, Any]) -> list[str]:
+    names = [c.get("name") for c in data.get("contexts") or [] if isinstance(c, dict)]
+    return [n for n in names if n]
+
+
 def _read_kubeconfig(path: str | None) -> tuple[str, dict[str, Any]]:
-    candidates = [path] if path else (
-        os.environ.get("KUBECONFIG", "").split(os.pathsep)[:1] or [])
-    chosen = candidates[0] if candidates and candidates[0] else str(
-        Path.home() / ".kube" / "config")
+    chosen = kubeconfig_file.chosen(path)
     try:
         data = kubeconfig_file.load(chosen)
     except OSError as err:

@@ -27,17 +27,15 @@ import functools
 import threading
 from typing import Any
 
-_applied = False
 _lock = threading.Lock()
-# moto's own functions, kept for the comparison in the self-tests
+# moto's own functions, replaced once per process and kept for the self-tests' comparison
 originals: dict[str, Any] = {}
 
 
 def apply() -> None:
     """Install the four equivalents (once per process)."""
-    global _applied
     with _lock:
-        if _applied:
+        if originals:
             return
         import moto.backends
         import moto.core.responses
@@ -55,7 +53,6 @@ def apply() -> None:
             moto.core.utils.service_name_from_moto_package_name)
         moto.core.responses.method_names_from_class = functools.cache(  # type: ignore[assignment]
             moto.core.responses.method_names_from_class)
-        _applied = True
 
 
 def _get_tags(self: Any) -> list[dict[str, str]]:
