@@ -93,8 +93,9 @@ def _judge(facts: awsshares.ShareFacts) -> list[str]:
 def test_share_served_by_its_kind(cluster: Cluster, smb_shares: list[smb.Share], aws: Any,
                                   evidence: dict) -> None:
     problems, seen = [], []
+    account = awsshares.Account(aws)
     for share in smb_shares:
-        matches, svms = awsshares.find(aws, share.server, share.share_name)
+        matches, svms = account.find(share.server, share.share_name)
         entry: dict[str, Any] = {"share": share.name, "unc": share.unc, "origin": share.origin,
                                  "configured_kind": share.kind,
                                  "served_by": [{"kind": m.kind, "resource": m.resource,

@@ -66,6 +66,48 @@ def test_one_share_of_each_kind_is_found_by_its_server(seeded, monkeypatch) -> N
     assert awsshares.find(session, "nowhere.corp.example.com", "x")[0] == []
 
 
+def test_a_fleet_account_costs_a_check_a_few_calls(monkeypatch) -> None:
+    """An account with many gateways whose shares carry the same name (a fleet: one gateway
+    per cluster) is read once per check, ten file shares per DescribeSMBFileShares (the
+    API's limit, which the sim enforces), and only gateways that hold a share of the wanted
+    name are described - where asking afresh per share described every gateway for each."""
+    backend = AwsBackend().start()
+    try:
+        cluster = backend.seed_cluster(SEED)
+        shares = seed_shares(backend, cluster, 1, set())
+        sgw = storagegateway.storagegateway_backends[backend.account_id][backend.region]
+        for i in range(11):  # eleven more clusters' gateways, each with two SMB shares
+            gateway = sgw.create_gateway(f"other-{i}", f"10.9.0.{i + 10}")
+            for name in ("winstor-fgw", f"other-{i}"):
+                sgw.create_smb_file_share(gateway_arn=gateway.arn, bucket=f"b-{i}",
+                                          role="arn:aws:iam::1:role/r", name=name)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", backend.endpoint_url)
+        env = backend.env()
+        session = boto3.Session(aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                                aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+                                region_name=backend.region)
+        calls: list[str] = []
+        session.events.register("before-call.*.*",
+                                lambda model, **_: calls.append(model.name))
+        account = awsshares.Account(session)
+        for share in shares.shares:
+            found, _ = account.find(share.server, share.share)
+            assert [f.kind for f in found] == [share.kind], share
+        assert sorted(calls) == sorted(
+            ["DescribeFileSystems", "DescribeStorageVirtualMachines", "ListFileShares"]
+            + ["DescribeSMBFileShares"] * 3  # 23 SMB shares, ten at a time
+            + ["DescribeGatewayInformation"] * 12  # the gateways with a "winstor-fgw"
+            + ["DescribeSMBSettings"])  # the one whose address is the share's server
+        # A gateway's name serves as its server too.
+        assert [f.kind for f in account.find("other-3", "other-3")[0]] == ["file-gateway"]
+        with pytest.raises(ClientError) as err:
+            _client(backend, session, "storagegateway").describe_smb_file_shares(
+                FileShareARNList=list(sgw.file_shares)[:11])
+        assert err.value.response["Error"]["Code"] == "ValidationException"
+    finally:
+        backend.stop()
+
+
 def test_svm_calls_and_errors_have_the_fsx_shapes(seeded) -> None:
     backend, session, shares = seeded
     fsx = _client(backend, session, "fsx")

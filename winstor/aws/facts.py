@@ -480,30 +480,34 @@ def volume_modifications(session: boto3.Session, volume_id: str) -> list[VolumeM
 
 def fsx_windows_file_systems(session: boto3.Session) -> list[FsxFacts]:
     """Every FSx for Windows File Server file system in the session's account and region."""
-    fsx = client(session, "fsx")
+    return fsx_windows_facts(fs for page in _pages(client(session, "fsx").describe_file_systems)
+                             for fs in page.get("FileSystems", []))
+
+
+def fsx_windows_facts(file_systems: Iterable[dict[str, Any]]) -> list[FsxFacts]:
+    """The FSx for Windows File Server file systems among DescribeFileSystems' entries."""
     result: list[FsxFacts] = []
-    for page in _pages(fsx.describe_file_systems):
-        for fs in page.get("FileSystems", []):
-            if fs.get("FileSystemType") != "WINDOWS":
-                continue
-            windows = fs.get("WindowsConfiguration") or {}
-            self_managed = windows.get("SelfManagedActiveDirectoryConfiguration") or {}
-            result.append(FsxFacts(
-                file_system_id=fs["FileSystemId"],
-                type=fs["FileSystemType"],
-                dns_name=fs.get("DNSName"),
-                lifecycle=fs.get("Lifecycle"),
-                deployment_type=windows.get("DeploymentType"),
-                active_directory_id=windows.get("ActiveDirectoryId"),
-                self_managed_domain=self_managed.get("DomainName"),
-                aliases=tuple(a["Name"] for a in windows.get("Aliases") or [] if a.get("Name")),
-                subnet_ids=tuple(fs.get("SubnetIds") or ()),
-                vpc_id=fs.get("VpcId"),
-                owner_id=fs.get("OwnerId"),
-                storage_capacity_gib=fs.get("StorageCapacity"),
-                preferred_file_server_ip=windows.get("PreferredFileServerIp"),
-                tags=_tags(fs.get("Tags")),
-            ))
+    for fs in file_systems:
+        if fs.get("FileSystemType") != "WINDOWS":
+            continue
+        windows = fs.get("WindowsConfiguration") or {}
+        self_managed = windows.get("SelfManagedActiveDirectoryConfiguration") or {}
+        result.append(FsxFacts(
+            file_system_id=fs["FileSystemId"],
+            type=fs["FileSystemType"],
+            dns_name=fs.get("DNSName"),
+            lifecycle=fs.get("Lifecycle"),
+            deployment_type=windows.get("DeploymentType"),
+            active_directory_id=windows.get("ActiveDirectoryId"),
+            self_managed_domain=self_managed.get("DomainName"),
+            aliases=tuple(a["Name"] for a in windows.get("Aliases") or [] if a.get("Name")),
+            subnet_ids=tuple(fs.get("SubnetIds") or ()),
+            vpc_id=fs.get("VpcId"),
+            owner_id=fs.get("OwnerId"),
+            storage_capacity_gib=fs.get("StorageCapacity"),
+            preferred_file_server_ip=windows.get("PreferredFileServerIp"),
+            tags=_tags(fs.get("Tags")),
+        ))
     return result
 
 

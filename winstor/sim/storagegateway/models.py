@@ -15,6 +15,7 @@ from typing import Any
 
 from moto.core.base_backend import BackendDict, BaseBackend
 from moto.core.common_models import BaseModel
+from moto.core.exceptions import JsonRESTError
 
 from .exceptions import InvalidGatewayRequest
 
@@ -178,6 +179,11 @@ class StorageGatewayBackend(BaseBackend):
                 if not gateway_arn or s.gateway_arn == gateway_arn]
 
     def describe_smb_file_shares(self, arns: list[str]) -> list[SmbFileShare]:
+        if not 1 <= len(arns) <= 10:  # the API reference's bounds; botocore checks only the 1
+            raise JsonRESTError(
+                "ValidationException", "1 validation error detected: Value at "
+                "'fileShareARNList' failed to satisfy constraint: Member must have length "
+                "less than or equal to 10" if arns else "FileShareARNList must not be empty")
         out = []
         for arn in arns:
             share = self.file_shares.get(arn)
