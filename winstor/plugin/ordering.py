@@ -47,6 +47,7 @@ class Ordering:
         self.state = state
         self.cluster_of = cluster_of
         self._position: dict[str, int] = {}
+        self._checks: dict[str, list[tuple[int, pytest.Item]]] = {}  # per cluster, in order
         self._out_of_turn: str | None = None  # node id running out of turn right now
         self.off: list[str] = []
 
@@ -86,10 +87,16 @@ class Ordering:
     def _later(self, item: pytest.Item, name: str) -> list[pytest.Item]:
         items = item.session.items
         if not self._position:
+            # Indexed once: this runs every POLL while a check waits, and a worker of a
+            # fleet run collects every cluster's checks (16 x 29 items), not only its own.
             self._position = {it.nodeid: i for i, it in enumerate(items)}
+            for i, it in enumerate(items):
+                cluster = self.cluster_of(it)
+                if cluster and checks.check_of(it):
+                    self._checks.setdefault(cluster, []).append((i, it))
         start = self._position.get(item.nodeid, len(items)) + 1
-        return [it for it in items[start:] if self.cluster_of(it) == name
-                and it.nodeid not in self.state.ran_early and checks.check_of(it)]
+        return [it for i, it in self._checks.get(name, ()) if i >= start
+                and it.nodeid not in self.state.ran_early]
 
     def _report_failures_first(self, item: pytest.Item, name: str,
                                slow: dict[str, list[Any]]) -> None:
