@@ -163,6 +163,18 @@ def test_volume_lifecycle_and_tags(backend: AwsBackend, cluster: ClusterAws,
     assert (attachment["InstanceId"], attachment["Device"]) == (win_a, "/dev/xvdaa")
     assert backend.next_device_name(win_a) == "/dev/xvdab"
     assert backend.next_device_name(win_a, style="in-tree") == "/dev/xvdba"
+    # What the attach path reads from moto's model is what DescribeInstances answers.
+    for instance_id in (win_a, win_b):
+        seen = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0][
+            "Instances"][0]
+        assert backend._instance(instance_id, "attach_volume") == (
+            seen["Placement"]["AvailabilityZone"],
+            {m["DeviceName"] for m in seen.get("BlockDeviceMappings") or []}
+            | {seen["RootDeviceName"]})
+    assert "/dev/xvdaa" in backend._instance(win_a, "attach_volume")[1]
+    with pytest.raises(AwsError) as unknown:
+        backend.attach_volume(volume_id, "i-0123456789abcdef0")
+    assert unknown.value.code == "InvalidInstanceID.NotFound"
 
     with pytest.raises(AwsError) as in_use:
         backend.attach_volume(volume_id, win_a)

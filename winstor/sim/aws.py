@@ -844,7 +844,7 @@ class AwsBackend:
     def next_device_name(self, instance_id: str, style: Literal["csi", "in-tree"] = "csi") -> str:
         """The device name the driver would pick next on this instance."""
         self.wait_ready()
-        used = self._instance_devices(self._describe_instance(instance_id))
+        _zone, used = self._instance(instance_id, "attach_volume")
         names = CSI_DEVICE_NAMES if style == "csi" else IN_TREE_DEVICE_NAMES
         for name in names:
             if name not in used:
@@ -859,8 +859,7 @@ class AwsBackend:
         with self._ebs_lock:
             self._take_fault("attach_volume")
             volume = self._describe_volume(volume_id, "attach_volume")
-            instance = self._describe_instance(instance_id)
-            zone = instance["Placement"]["AvailabilityZone"]
+            zone, used = self._instance(instance_id, "attach_volume")
             if volume["AvailabilityZone"] != zone:
                 raise AwsError("InvalidVolume.ZoneMismatch",
                                f"The volume '{volume_id}' is not in the same availability zone "
@@ -868,7 +867,6 @@ class AwsBackend:
             if volume.get("Attachments"):
                 raise AwsError("VolumeInUse", f"{volume_id} is already attached to an instance",
                                "attach_volume")
-            used = self._instance_devices(instance)
             if device is None:
                 device = next((n for n in CSI_DEVICE_NAMES if n not in used), None)
                 if device is None:
@@ -962,22 +960,28 @@ class AwsBackend:
                            f"The volume '{volume_id}' does not exist.", operation)
         return dict(volumes[0])
 
-    def _describe_instance(self, instance_id: str) -> dict[str, Any]:
-        reservations = self._call("describe_instances", self._client("ec2").describe_instances,
-                                  InstanceIds=[instance_id])["Reservations"]
-        for reservation in reservations:
-            for instance in reservation["Instances"]:
-                return dict(instance)
-        raise AwsError("InvalidInstanceID.NotFound",
-                       f"The instance ID '{instance_id}' does not exist", "describe_instances")
+    def _instance(self, instance_id: str, operation: str) -> tuple[str, set[str]]:
+        """An instance's zone and the device names in use on it (its block device mappings
+        and root device), as DescribeInstances shows them.
 
-    @staticmethod
-    def _instance_devices(instance: Mapping[str, Any]) -> set[str]:
-        devices = {m["DeviceName"] for m in instance.get("BlockDeviceMappings") or []}
-        root = instance.get("RootDeviceName")
-        if root:
-            devices.add(root)
-        return devices
+        Read from this account's moto EC2 backend, as seeding writes it, not through the
+        client and the server: the driver's attach path asks twice per attach, and each
+        DescribeInstances cost ~10 ms of the sim's one interpreter (moto renders the whole
+        instance as XML, botocore parses it back) - with 16 clusters attaching at once,
+        time every cluster's requests queued behind. tests/sim/test_aws.py compares this
+        read with DescribeInstances' answer."""
+        from moto.ec2.exceptions import InvalidInstanceIdError
+
+        try:
+            instance = self._ec2().get_instance(instance_id)
+        except InvalidInstanceIdError:
+            raise AwsError("InvalidInstanceID.NotFound",
+                           f"The instance ID '{instance_id}' does not exist",
+                           operation) from None
+        devices = set(instance.block_device_mapping)
+        if instance.root_device_name:
+            devices.add(instance.root_device_name)
+        return str(instance.placement.zone), devices
 
 
 # --------------------------------------------------------------------------- small helpers
