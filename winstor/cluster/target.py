@@ -35,6 +35,7 @@ log = logging.getLogger("winstor.cluster.target")
 # The AWS services the checks read (EC2: nodes and volumes; FSx, Storage Gateway: the
 # shares; Secrets Manager: their credentials), made while slow objects settle.
 WARM_SERVICES = ("ec2", "fsx", "storagegateway", "secretsmanager")
+WARM_NICE = 19
 
 
 @dataclass
@@ -184,8 +185,15 @@ class Cluster:
         model tens of ms more, which a run spends better while its cluster's slow objects
         settle (the head start) than when a check that reads AWS is waiting - in a fleet,
         the clusters reach the share checks at about the same moment, all of them busy.
-        A failure here is the first check's to report."""
+        A failure here is the first check's to report.
+
+        The thread runs at the lowest CPU priority (Linux schedules threads by their own
+        nice value): in a fleet, other workers are still starting their clusters' slow
+        objects at this moment, and every cluster's image pull waits on those, while this
+        work has the whole pull to finish in."""
         def warm() -> None:
+            with contextlib.suppress(AttributeError, OSError):  # not Linux: as it is
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WARM_NICE)
             try:
                 session = self.aws_session()
                 if session is not None:
