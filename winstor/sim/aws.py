@@ -364,7 +364,9 @@ class AwsBackend:
     botocore client plus moto's request parsing cost ~0.6 s more than the seeding itself. The
     seeded objects are then exactly what boto3 reads back through the server. EBS calls made while
     the suite runs go through botocore clients and the server, so moto validates them as it does
-    the suite's own requests; the clients are made on first use or by :meth:`warm_clients`.
+    the suite's own requests; the clients are made on first use or by :meth:`warm_clients`. The
+    one read the attach path makes of an instance (its zone and devices) comes from the backend,
+    like seeding: see :meth:`_instance`.
     """
 
     def __init__(self, region: str = "us-west-2", account_id: str | None = None,
