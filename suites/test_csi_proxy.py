@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from winstor.aws import facts as awsfacts
@@ -70,6 +72,13 @@ def test_version_matches_ami(cluster: Cluster, windows_nodes: list[dict],
                              evidence: dict) -> None:
     session = cluster.aws_session()
     problems, unknown = [], []
+    infos: dict[str, awsfacts.InstanceFacts] = {}
+    if session is not None:  # every node's instance in one call (a malformed id: below)
+        ids = []
+        for node in windows_nodes:
+            with contextlib.suppress(ValueError):
+                ids.append(awsfacts.parse_provider_id(node["spec"].get("providerID", ""))[1])
+        infos = awsfacts.instance_facts(session, ids)
     for node in windows_nodes:
         name = node["metadata"]["name"]
         facts = _facts(cluster, name, node_probes, host_namespace, evidence)
@@ -80,7 +89,7 @@ def test_version_matches_ami(cluster: Cluster, windows_nodes: list[dict],
         expected = None
         if session is not None:
             instance = awsfacts.parse_provider_id(node["spec"].get("providerID", ""))[1]
-            info = awsfacts.instance_facts(session, [instance]).get(instance)
+            info = infos.get(instance)
             expected = awsfacts.expected_csi_proxy_version(info.ami_name if info else None)
         evidence.setdefault("versions", {})[name] = {"found": version, "expected": expected}
         cluster.facts.setdefault("csi_proxy_versions", {})[name] = version
