@@ -56,6 +56,8 @@ EXPECTED: dict[str, dict[str, str]] = {
         "SMB-CSI-01": "is not Ready (container smb: CrashLoopBackOff)",
         **dict.fromkeys(SMB_CSI_VOLUMES, NOT_REGISTERED),
     },
+    # A csi-proxy other than the AMI's: only the version check can tell.
+    "csi-proxy-replaced": {"CSIPROXY-VER-01": "runs csi-proxy 1.1.1, its AMI ships 1.1.3"},
     "smb-csi-node-plugin-missing": {
         "SMB-CSI-01": "no DaemonSet of the SMB CSI driver's Windows node plugin",
         **dict.fromkeys(SMB_CSI_VOLUMES, NOT_REGISTERED),

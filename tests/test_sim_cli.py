@@ -26,6 +26,7 @@ SCENARIOS |= {"resize-admission-off", "ebs-modify-refused", "defragsvc-disabled"
               "volumes-retained"}
 SCENARIOS |= {"smb-csi-node-plugin-missing", "smb-share-credentials-wrong",  # SMB CSI, shares
               "smb-share-server-unresolvable", "file-gateway-not-joined"}
+SCENARIOS |= {"csi-proxy-replaced"}
 
 
 def winstor(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

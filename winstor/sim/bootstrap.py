@@ -75,8 +75,7 @@ async def seed(plan: ClusterPlan, scenarios: Set[str], store: Store, workloads: 
         if plan.flavour == "kind":
             workloads.add_linux_node(node)
         if node.os == "windows":
-            workloads.add_windows_node(node, csi_proxy=_csi_proxy_version(facts)
-                                       if "no-csi-proxy" not in scenarios else None)
+            workloads.add_windows_node(node, csi_proxy=node_csi_proxy(facts, scenarios))
         if plan.flavour == "eks":
             drivers = []
             plugin_ok = has_driver and (node.os == "linux"
@@ -125,6 +124,20 @@ def _csi_proxy_version(facts: Any) -> str:
     name = getattr(facts, "ami_name", "") or ""
     from winstor.aws.facts import expected_csi_proxy_version
     return expected_csi_proxy_version(name) or "1.1.3"
+
+
+# What `csi-proxy-replaced` installs over the AMI's build: an older published release
+# (the 2022.10-2023.08 AMIs' csi-proxy), as a hand-made node image might carry.
+REPLACED_CSI_PROXY = "1.1.1"
+
+
+def node_csi_proxy(facts: Any, scenarios: set[str] | frozenset[str]) -> str | None:
+    """The csi-proxy version a Windows node runs, or None without the service."""
+    if "no-csi-proxy" in scenarios:
+        return None
+    if "csi-proxy-replaced" in scenarios:
+        return REPLACED_CSI_PROXY
+    return _csi_proxy_version(facts)
 
 
 def _node_object(plan: ClusterPlan, scenarios: Set[str], node: NodePlan, facts: Any) -> dict:

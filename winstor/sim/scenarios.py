@@ -19,6 +19,9 @@ SCENARIOS: dict[str, str] = {
                         "namespaces' pod-security.kubernetes.io/enforce labels are ignored.",
     "no-csi-proxy": "Windows nodes lack the csiproxy service and its pipes; the EBS CSI "
                     "Windows node plugin cannot register, so NTFS volumes never mount.",
+    "csi-proxy-replaced": "The Windows nodes' csiproxy service runs csi-proxy 1.1.1, not the "
+                          "build their EKS-optimized AMI ships, as when a node image installs "
+                          "its own over the AMI's.",
     "smb-mapping-missing": "No SMB Global Mapping on the Windows nodes: G:\\Directory\\app-state "
                            "does not exist and hostPath pods fail to mount it (kind: the "
                            "stand-in has no mapping record; its share directory stays).",
@@ -99,6 +102,7 @@ EKS_ONLY = frozenset({
     "smb-csi-node-plugin-missing", "smb-share-credentials-wrong",
     "smb-share-server-unresolvable", "file-gateway-not-joined",
     "volume-loses-data", "ebs-wrong-type", "binds-before-consumer", "no-csi-proxy",
+    "csi-proxy-replaced",
     "wrong-windows-build", "intree-without-csi-driver", "ebs-attach-fails",
     "windows-nodes-not-ready", "two-default-classes", "share-not-shared", "share-read-only",
     "ebs-fstype-ignored", "claim-not-mounted", "resize-admission-off", "ebs-modify-refused",

@@ -32,7 +32,7 @@ from .. import bootstrap_ebs, topology
 from ..api.events import Recorder
 from ..api.kinds import kind_of
 from ..aws import AwsBackend, ClusterAws
-from ..bootstrap import SHARE_DIR, _csi_proxy_version
+from ..bootstrap import SHARE_DIR, node_csi_proxy
 from ..cloud import SimCloud
 from ..controllers.base import Controller, WorkQueue
 from ..metrics import Metrics
@@ -161,8 +161,8 @@ class Agent:
             if node.os != "windows":
                 continue
             facts = aws_cluster.nodes.get(node.name)
-            workloads.add_windows_node(node, csi_proxy=_csi_proxy_version(facts)
-                                       if "no-csi-proxy" not in opts.scenarios else None)
+            workloads.add_windows_node(node, csi_proxy=node_csi_proxy(facts,
+                                                                     set(opts.scenarios)))
             # The kubelet's own directories: the node plugin's registration socket lives here.
             system = workloads.nodes[node.name].drives["C:"]
             for sub in ("var\\lib\\kubelet\\plugins_registry",
