@@ -131,7 +131,7 @@ def _csi_proxy_version(facts: Any) -> str:
 REPLACED_CSI_PROXY = "1.1.1"
 
 
-def node_csi_proxy(facts: Any, scenarios: set[str] | frozenset[str]) -> str | None:
+def node_csi_proxy(facts: Any, scenarios: Set[str]) -> str | None:
     """The csi-proxy version a Windows node runs, or None without the service."""
     if "no-csi-proxy" in scenarios:
         return None

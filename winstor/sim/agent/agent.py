@@ -161,8 +161,7 @@ class Agent:
             if node.os != "windows":
                 continue
             facts = aws_cluster.nodes.get(node.name)
-            workloads.add_windows_node(node, csi_proxy=node_csi_proxy(facts,
-                                                                     set(opts.scenarios)))
+            workloads.add_windows_node(node, csi_proxy=node_csi_proxy(facts, opts.scenarios))
             # The kubelet's own directories: the node plugin's registration socket lives here.
             system = workloads.nodes[node.name].drives["C:"]
             for sub in ("var\\lib\\kubelet\\plugins_registry",
