@@ -335,3 +335,40 @@ def test_a_check_whose_start_had_not_reached_the_controller_is_still_stopped() -
         "s.py::t[b:Y-02]": "start", "s.py::t[c:Z-01]": "call"}
     reason = interrupt.interrupted_reason(config, "start")
     assert reason.startswith("interrupted: SIGTERM arrived while its worker was on it")
+
+
+IMPORT_SPIN = '''
+import os, signal, sys, threading, time
+from winstor.plugin import interrupt
+
+interrupt.install_worker_handler()
+# A function that runs as importlib's own code does (its frames carry importlib's file
+# name): the signal lands in it, as it can land between importlib taking its global lock
+# and the `try` that releases it.
+scope = {"time": time}
+exec(compile("def spin(seconds):\\n    end = time.monotonic() + seconds\\n"
+             "    while time.monotonic() < end:\\n        pass\\n",
+             "<frozen importlib._bootstrap>", "exec"), scope)
+threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+left = None
+try:
+    scope["spin"](0.5)
+    left = time.monotonic()
+    time.sleep(5)
+    print("not interrupted")
+except KeyboardInterrupt:
+    print("interrupted", "outside" if left is not None else "inside",
+          f"{time.monotonic() - left:.3f}" if left is not None else "")
+'''
+
+
+def test_a_signal_inside_the_import_machinery_waits_until_it_is_out() -> None:
+    """KeyboardInterrupt raised in importlib's own code can leave its global import lock
+    held by the main thread, and the next import of any other thread then waits for ever:
+    a run hung in teardown that way (its background AWS warm-up importing boto3). The
+    handler raises it once the main thread is out, within milliseconds."""
+    done = subprocess.run([sys.executable, "-c", IMPORT_SPIN], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    words = done.stdout.split()
+    assert words[:2] == ["interrupted", "outside"], done.stdout + done.stderr
+    assert float(words[2]) < 1.0, done.stdout

@@ -130,6 +130,9 @@ def install_controller_handler(config: pytest.Config, state: RunState) -> None:
     say = _stderr_writer(config)
 
     def handler(signum: int, frame: Any) -> None:
+        if deferred:  # the first signal again, re-sent by `_interrupt` (or one with it)
+            _interrupt(signum, frame, deferred)
+            return
         if received:
             stop_now(state, signum, say)
             return
@@ -144,8 +147,9 @@ def install_controller_handler(config: pytest.Config, state: RunState) -> None:
             "what it created is removed and its report written (a second SIGINT or "
             "SIGTERM stops at once)\n")
         signal_workers(state, signal.SIGTERM)
-        raise KeyboardInterrupt
+        _interrupt(signum, frame, deferred)
 
+    deferred: list[int] = []
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
 
@@ -177,13 +181,59 @@ def install_worker_handler() -> None:
     received: list[int] = []
 
     def handler(signum: int, frame: Any) -> None:
+        if deferred:
+            _interrupt(signum, frame, deferred)
+            return
         if received:
             return
         received.append(signum)
-        raise KeyboardInterrupt
+        _interrupt(signum, frame, deferred)
 
+    deferred: list[int] = []
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+
+
+IMPORT_RETRY = 0.005
+"""Seconds before a signal that arrived inside an import is raised again (see _interrupt)."""
+
+_IMPORT_MACHINERY = ("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>")
+
+
+def _inside_import(frame: Any) -> bool:
+    """Whether the signal arrived while the main thread ran Python's import machinery
+    itself. Only the innermost frame counts: a handler runs between two bytecodes of it,
+    and an exception raised in a module's body (or a finder's) unwinds through importlib's
+    `with` and `finally` blocks, which release its locks."""
+    return frame is not None and frame.f_code.co_filename in _IMPORT_MACHINERY
+
+
+def _interrupt(signum: int, frame: Any, deferred: list[int]) -> None:
+    """Raise KeyboardInterrupt in the main thread - unless it is inside an import. There
+    the exception can land between importlib taking its global lock and the `try` that
+    releases it (3.11's `_get_module_lock`, or a module lock's bookkeeping): the lock
+    stays held by the main thread, which can take it again, and the first other thread
+    that imports anything waits on it for ever - seen as a run that hung in teardown,
+    its main thread waiting for the AWS session a background thread was importing boto3
+    for. So the signal is sent again a few milliseconds later (`deferred` tells the
+    handler it is the same one), until it lands outside the import."""
+    if _inside_import(frame):
+        if not deferred:
+            deferred.append(signum)
+        threading.Timer(IMPORT_RETRY, _resend, (signum,)).start()
+        return
+    deferred.clear()
+    raise KeyboardInterrupt
+
+
+def _resend(signum: int) -> None:
+    """To the main thread itself: a signal sent to the process from this thread could be
+    taken by this one, and a main thread asleep in a system call would not see it until
+    the call returned."""
+    main = threading.main_thread().ident
+    if main is not None:
+        with contextlib.suppress(ProcessLookupError):
+            signal.pthread_kill(main, signum)
 
 
 def child_pids(pid: int | None = None) -> list[int]:
