@@ -555,6 +555,49 @@ def op_namespace_termination(c: Cluster) -> dict[str, Any]:
             "create_in_gone": _call(c.core.create_namespaced_config_map, ns, _cm("late"))}
 
 
+def _phase_within(c: Cluster, name: str, seconds: float, want: str | None) -> str | None:
+    """The PV's phase once it is `want` (None: once the PV is gone) or after `seconds`;
+    None for a PV that is not there."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            phase = c.core.read_persistent_volume(name).status.phase
+        except ApiException as err:
+            if err.status != 404:
+                raise
+            phase = None
+        if phase == want or time.monotonic() > deadline:
+            return phase
+        time.sleep(0.2)
+
+
+def op_unbound_volumes(c: Cluster) -> dict[str, Any]:
+    """Static PVs no claim has bound: one free, one pre-bound by name (a claimRef without
+    uid) to a claim that never comes. The PV controller shows both Available; a deleted
+    one goes at once, pv-protection keeping only a Bound PV (a run stopped between
+    making a pre-bound PV and its claim waited on one in teardown otherwise)."""
+    free, prebound = _name("pv-free"), _name("pv-prebound")
+
+    def pv(name: str, ref: dict[str, str] | None) -> dict[str, Any]:
+        spec: dict[str, Any] = {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                                "persistentVolumeReclaimPolicy": "Retain",
+                                "storageClassName": "", "hostPath": {"path": f"/tmp/{name}"}}
+        if ref:
+            spec["claimRef"] = ref
+        return {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+                "spec": spec}
+    out: dict[str, Any] = {"names": [free, prebound]}
+    c.core.create_persistent_volume(pv(free, None))
+    c.core.create_persistent_volume(pv(prebound, {"namespace": NS, "name": _name("never")}))
+    for key, name in (("free", free), ("prebound", prebound)):
+        out[f"{key}_phase"] = _phase_within(c, name, 20, "Available")
+        made = c.core.read_persistent_volume(name)
+        out[f"{key}_finalizers"] = made.metadata.finalizers
+        c.core.delete_persistent_volume(name)
+        out[f"{key}_gone"] = _phase_within(c, name, 20, None) is None
+    return out
+
+
 def _as_client(c: Cluster, headers: dict[str, str]) -> Any:
     """A client of the same cluster and credentials that sends `headers` (impersonation)."""
     api = k8s_config.new_client_from_config(config_file=c.kubeconfig, context=c.context)
@@ -659,6 +702,7 @@ CASES: dict[str, tuple[Callable[[Cluster], dict[str, Any]], str | None]] = {
     "server-side-apply": (op_server_side_apply, None),
     "impersonation": (op_impersonation, None),
     "scale-subresource": (op_scale, None),
+    "unbound-volumes": (op_unbound_volumes, None),
 }
 
 
@@ -748,6 +792,10 @@ REAL_SAYS: dict[str, dict[str, Any]] = {
                           "scale_kind": ["autoscaling/v1", "Scale"],
                           "scale_spec": {"replicas": 3}, "scale_selector": "app=<name0>",
                           "replicas_after": 3},
+    "unbound-volumes": {"free_phase": "Available", "prebound_phase": "Available",
+                        "free_finalizers": ["kubernetes.io/pv-protection"],
+                        "prebound_finalizers": ["kubernetes.io/pv-protection"],
+                        "free_gone": True, "prebound_gone": True},
 }
 
 

@@ -36,6 +36,7 @@ from .scheduler import SELECTED_NODE
 EBS = "ebs.csi.aws.com"
 INTREE_EBS = "kubernetes.io/aws-ebs"
 LOCAL_PATH = "rancher.io/local-path"
+PV_PROTECTION = "kubernetes.io/pv-protection"
 log = logging.getLogger("winstor.sim.volumes")
 PROVISIONER_ID = "ebs-csi-controller-7c9f8d6b5-x2x4k"
 
@@ -308,7 +309,10 @@ class Volumes(Controller):
         # A claimRef without uid pre-binds a static PV to a claim yet to come: not released.
         released = ref and ref.get("uid") and (
             claim is None or claim["metadata"]["uid"] != ref.get("uid"))
-        if terminating(pv) and not released and not ref:
+        if (ref and not ref.get("uid")) or (not ref and not terminating(pv)):
+            self._unbound(pv)
+            return
+        if not ref:  # deleted while free
             released = True
         if not released and not terminating(pv):
             return
@@ -324,6 +328,26 @@ class Volumes(Controller):
         if delete or terminating(pv):
             # A deleted Retain PV goes away; the disk behind it stays, as on EKS.
             self.manager.spawn(f"reclaim:{name}", self._delete_volume(pv, backing=delete))
+
+    def _unbound(self, pv: dict) -> None:
+        """A PV no claim has bound (yet), free or pre-bound by name: the PV controller
+        shows it Available; deleted, a pre-bound one goes at once - the pv-protection
+        controller keeps only a PV whose phase is Bound (its `isBeingUsed`), and reclaiming
+        is for Released ones. Modelled as held for ever, it kept a run that was stopped
+        before its claim came waiting in teardown for a PV that could not go. (A free PV
+        that is deleted is reclaimed as before: `_reclaim`.)"""
+        name = pv["metadata"]["name"]
+        if terminating(pv):
+            if PV_PROTECTION in (pv["metadata"].get("finalizers") or []):
+                def drop(o: dict) -> None:
+                    o["metadata"]["finalizers"] = [
+                        f for f in o["metadata"].get("finalizers") or [] if f != PV_PROTECTION]
+                self.store.mutate(PVS, None, name, drop)
+            return
+        if (pv.get("status") or {}).get("phase", "Pending") == "Pending":
+            def available(o: dict) -> None:
+                o.setdefault("status", {})["phase"] = "Available"
+            self.store.mutate(PVS, None, name, available, subresource="status")
 
     async def _delete_volume(self, pv: dict, backing: bool = True) -> None:
         name = pv["metadata"]["name"]
