@@ -32,6 +32,7 @@ from inspect_cluster import api_client, leftovers
 SIGNALLER = '''
 import os
 import signal
+import time
 
 import pytest
 
@@ -48,6 +49,20 @@ def _controller_once():
         f.write(str(os.getpid()))
     target = os.getppid() if os.environ.get("PYTEST_XDIST_WORKER") else os.getpid()
     os.kill(target, signal.SIGTERM)
+
+
+def pytest_configure(config):
+    if AT != "after-create":
+        return
+    from winstor.cluster import provision
+    made = provision.create_deployment
+
+    def create_deployment(*args, **kwargs):
+        out = made(*args, **kwargs)
+        _controller_once()
+        time.sleep(2)  # the signal lands here: the object exists, its fixture has no teardown
+        return out
+    provision.create_deployment = create_deployment
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -197,6 +212,21 @@ def test_sigterm_during_the_head_start_removes_what_it_began(sim_factory,
     # the sweep looked, and says so in the report
     notes = run.results()["clusters"][0]["notes"]["notes"]
     assert any("interrupted" in n and "swept run" in n for n in notes), notes
+
+
+def test_sigterm_between_creating_a_workload_and_its_teardown(sim_factory,
+                                                              tmp_path: Path) -> None:
+    """The seed's Deployment exists, but the signal came before its fixture could register
+    a teardown: the claim's teardown deletes it (its pod held the claim, which otherwise
+    waited out its timeout, minutes on EKS) and says so; nothing stays."""
+    sim = sim_factory(1, [])
+    run = _run([f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1"], tmp_path,
+               at="after-create", env=sim.aws_env)
+    _assert_stopped_cleanly(run)
+    assert leftovers(sim) == [], run.output[-3000:]
+    notes = run.results()["clusters"][0]["notes"]["notes"]
+    assert any("windows-server-ltsc2019 of this run still mounted claim" in n
+               for n in notes), notes
 
 
 def test_sigterm_mid_check_under_xdist_ends_workers_and_sweeps(sim_factory,

@@ -434,6 +434,36 @@ def create_pod(cluster: Cluster, body: dict) -> dict:
     return cluster.api.create(PODS, body, body["metadata"]["namespace"])
 
 
+def _mounts(pod_spec: dict, claim: str) -> bool:
+    return any((v.get("persistentVolumeClaim") or {}).get("claimName") == claim
+               for v in pod_spec.get("volumes") or [])
+
+
+def remove_claim_consumers(cluster: Cluster, namespace: str, claim: str) -> list[str]:
+    """Delete this run's workloads that still mount `claim` when the claim's owner tears it
+    down: its Deployments (their pods go with them) and its bare pods. None in a run that
+    went to the end - the workloads' own teardowns come first - but a run stopped between
+    creating a workload and its fixture registering a teardown leaves one, and the claim
+    waited for its deletion (pvc-protection) until its timeout, minutes on EKS. Returns one
+    line per object deleted."""
+    api, selector, done = cluster.api, cluster.run_selector(), []
+    for dep in api.items(DEPLOYMENTS, namespace, label_selector=selector):
+        name = dep["metadata"]["name"]
+        if not dep["metadata"].get("deletionTimestamp") and \
+                _mounts(dep["spec"]["template"].get("spec") or {}, claim):
+            api.delete(DEPLOYMENTS, name, namespace, propagation="Foreground")
+            done.append(f"deployment {namespace}/{name} of this run still mounted claim "
+                        f"{claim} at its teardown: deleted")
+    for pod in api.items(PODS, namespace, label_selector=selector):
+        name = pod["metadata"]["name"]
+        if not pod["metadata"].get("deletionTimestamp") and \
+                not pod["metadata"].get("ownerReferences") and _mounts(pod["spec"], claim):
+            api.delete(PODS, name, namespace)
+            done.append(f"pod {namespace}/{name} of this run still mounted claim {claim} at "
+                        "its teardown: deleted")
+    return done
+
+
 def delete_claim_and_volume(cluster: Cluster, namespace: str, claim: str) -> str | None:
     """Delete the claim and wait for the provisioner's verdict on its PV (`volume_verdict`):
     gone, or - reclaim policy Retain, or a deleter that failed - Released or Failed and
