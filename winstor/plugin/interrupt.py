@@ -19,6 +19,10 @@ serial run) treats SIGTERM exactly like a first Ctrl-C:
 4. pytest exits with its interrupted code (2); the embedded cluster is stopped and its
    directory removed (its log kept in the report's diagnostics with --keep-on-failure).
 
+The KeyboardInterrupt of a signal that lands while the main thread imports is raised a
+few milliseconds later, once the import is done (`Deferral`): raised inside importlib, it
+can leave Python's import lock held and every other thread's next import waiting for ever.
+
 A second signal stops at once: what may be left and how to remove it is printed, the
 workers and the sweep's janitors are killed, the embedded cluster is stopped, and the
 exit status is 128 + the signal's number.
@@ -129,9 +133,10 @@ def install_controller_handler(config: pytest.Config, state: RunState) -> None:
     received: list[int] = []
     say = _stderr_writer(config)
 
+    @_once_at_a_time
     def handler(signum: int, frame: Any) -> None:
-        if deferred:  # the first signal again, re-sent by `_interrupt` (or one with it)
-            _interrupt(signum, frame, deferred)
+        if deferral.again():  # the first signal, sent again (see Deferral)
+            deferral.interrupt(signum, frame)
             return
         if received:
             stop_now(state, signum, say)
@@ -147,9 +152,9 @@ def install_controller_handler(config: pytest.Config, state: RunState) -> None:
             "what it created is removed and its report written (a second SIGINT or "
             "SIGTERM stops at once)\n")
         signal_workers(state, signal.SIGTERM)
-        _interrupt(signum, frame, deferred)
+        deferral.interrupt(signum, frame)
 
-    deferred: list[int] = []
+    deferral = Deferral()
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
 
@@ -180,50 +185,114 @@ def install_worker_handler() -> None:
         return
     received: list[int] = []
 
+    @_once_at_a_time
     def handler(signum: int, frame: Any) -> None:
-        if deferred:
-            _interrupt(signum, frame, deferred)
+        if deferral.again():
+            deferral.interrupt(signum, frame)
             return
         if received:
             return
         received.append(signum)
-        _interrupt(signum, frame, deferred)
+        deferral.interrupt(signum, frame)
 
-    deferred: list[int] = []
+    deferral = Deferral()
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
 
 
 IMPORT_RETRY = 0.005
-"""Seconds before a signal that arrived inside an import is raised again (see _interrupt)."""
+"""Seconds before a signal that arrived during an import is raised again (`Deferral`)."""
+IMPORT_RETRIES = 400
+"""How often at most (2 s in all): an import that takes longer is interrupted after all."""
 
 _IMPORT_MACHINERY = ("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>")
 
 
 def _inside_import(frame: Any) -> bool:
-    """Whether the signal arrived while the main thread ran Python's import machinery
-    itself. Only the innermost frame counts: a handler runs between two bytecodes of it,
-    and an exception raised in a module's body (or a finder's) unwinds through importlib's
-    `with` and `finally` blocks, which release its locks."""
-    return frame is not None and frame.f_code.co_filename in _IMPORT_MACHINERY
+    """Whether the interrupted code runs under an import: importlib's frames anywhere on
+    its stack (the body of a module being imported included - where an exception is safe,
+    but telling the two apart is not worth a signal that waits a few milliseconds)."""
+    while frame is not None:
+        if frame.f_code.co_filename in _IMPORT_MACHINERY:
+            return True
+        frame = frame.f_back
+    return False
 
 
-def _interrupt(signum: int, frame: Any, deferred: list[int]) -> None:
-    """Raise KeyboardInterrupt in the main thread - unless it is inside an import. There
+class Deferral:
+    """Raising KeyboardInterrupt in the main thread - unless it is inside an import. There
     the exception can land between importlib taking its global lock and the `try` that
     releases it (3.11's `_get_module_lock`, or a module lock's bookkeeping): the lock
     stays held by the main thread, which can take it again, and the first other thread
     that imports anything waits on it for ever - seen as a run that hung in teardown,
     its main thread waiting for the AWS session a background thread was importing boto3
-    for. So the signal is sent again a few milliseconds later (`deferred` tells the
-    handler it is the same one), until it lands outside the import."""
-    if _inside_import(frame):
-        if not deferred:
-            deferred.append(signum)
-        threading.Timer(IMPORT_RETRY, _resend, (signum,)).start()
-        return
-    deferred.clear()
-    raise KeyboardInterrupt
+    for. So a thread sends the signal again to the main thread every few milliseconds
+    until it lands outside the import (one send could come just before the main thread
+    blocks in a system call, and wait there for as long as the call). `again()` tells
+    the handler that the signal it gets is one of those, not a second signal - which
+    still stops the run at once - and drops one that comes after the raise."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.tries = 0
+        self._in_flight = False
+        self._sender: threading.Thread | None = None
+
+    def again(self) -> bool:
+        """Whether the signal being handled is a re-send: then True while the first
+        signal still waits, and False for one that arrives after the raise; either way
+        the handler must not take it for a new signal."""
+        if not self._in_flight:
+            return False
+        self._in_flight = False
+        return True
+
+    def interrupt(self, signum: int, frame: Any) -> None:
+        if self.signum is None and self.tries:
+            return  # a re-send that came after the raise
+        if self.tries < IMPORT_RETRIES and _inside_import(frame):
+            self.signum = self.signum or signum
+            self.tries += 1
+            if self._sender is None or not self._sender.is_alive():
+                self._sender = threading.Thread(target=self._send_until_raised, daemon=True,
+                                                name="winstor-signal-again")
+                self._sender.start()
+            return
+        self.signum = None
+        raise KeyboardInterrupt
+
+    def _send_until_raised(self) -> None:
+        while True:
+            time.sleep(IMPORT_RETRY)
+            signum = self.signum
+            if signum is None:
+                return
+            self._in_flight = True
+            _resend(signum)
+
+
+def _once_at_a_time(handler: Callable[[int, Any], None]) -> Callable[[int, Any], None]:
+    """A signal that arrives while the handler's own Python code runs (starting the
+    re-send's thread, writing the stop line) would run the handler again inside it, and
+    its KeyboardInterrupt would unwind through whatever the first call interrupted - an
+    import too. So the one inside waits, and is handled when the first call has returned
+    without raising (where the main thread then is: the same frame)."""
+    busy: list[bool] = []
+    missed: list[int] = []
+
+    def once(signum: int, frame: Any) -> None:
+        if busy:
+            missed.append(signum)
+            return
+        busy.append(True)
+        try:
+            handler(signum, frame)
+            while missed:  # where the first call left the main thread: the same frame
+                handler(missed.pop(0), frame)
+        finally:
+            busy.clear()
+            missed.clear()
+    return once
 
 
 def _resend(signum: int) -> None:
