@@ -331,6 +331,10 @@ def test_second_signal_stops_at_once_and_says_what_is_left(tmp_path: Path, sig: 
         assert proc.returncode == 128 + sig, out[-2000:]
         assert f"{signal.Signals(sig).name} again: stopping now" in out
         assert "winstor janitor --run" in out
+        # said with the first signal already, for a run that is killed instead
+        assert -1 < out.find("should this run be killed before it ends, remove what it "
+                             "leaves on sim-1 with: winstor janitor --run") < \
+            out.find("again: stopping now"), out[-3000:]
         run_id = out.split("winstor janitor --run ", 1)[1].split()[0]
         janitor = subprocess.run([sys.executable, "-m", "winstor", "janitor", "--run", run_id,
                                   f"--kubeconfig={sim.kubeconfig}"], env=env,

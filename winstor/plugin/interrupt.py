@@ -150,13 +150,26 @@ def install_controller_handler(config: pytest.Config, state: RunState) -> None:
             config.stash[STARTING] = pending()
         say(f"\nwinstor: {name}: stopping run {state.settings.run_id}: its checks stop, "
             "what it created is removed and its report written (a second SIGINT or "
-            "SIGTERM stops at once)\n")
+            "SIGTERM stops at once)\n" + _if_killed(state))
         signal_workers(state, signal.SIGTERM)
         deferral.interrupt(signum, frame)
 
     deferral = Deferral()
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+
+
+def _if_killed(state: RunState) -> str:
+    """The janitor lines, said with the first signal: a CI system that cancels a job sends
+    SIGKILL a few seconds after SIGTERM, long before the teardown of a real cluster ends
+    (pods, claims, volumes and namespaces take minutes on EKS), and the lines this run
+    would print at its end are then never printed. An embedded cluster ends with the run:
+    nothing to say."""
+    s = state.settings
+    if s.use_sim:
+        return ""
+    return "".join(f"winstor: should this run be killed before it ends, remove what it leaves "
+                   f"on {t.name} with: {janitor_command(state, t.name)}\n" for t in s.targets)
 
 
 def _stderr_writer(config: pytest.Config) -> Any:
