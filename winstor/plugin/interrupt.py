@@ -39,6 +39,7 @@ of the stop from xdist's shutdown instead, 5 s later.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import signal
@@ -313,7 +314,9 @@ def _resend(signum: int) -> None:
     taken by this one, and a main thread asleep in a system call would not see it until
     the call returned."""
     main = threading.main_thread().ident
-    if main is not None:
+    if not hasattr(signal, "pthread_kill"):  # Windows: the handler runs at the next bytecode
+        _thread.interrupt_main(signum)
+    elif main is not None:
         with contextlib.suppress(ProcessLookupError):
             signal.pthread_kill(main, signum)
 
