@@ -409,3 +409,41 @@ def test_a_signal_inside_the_import_machinery_waits_until_it_is_out() -> None:
     words = done.stdout.split()
     assert words[:2] == ["interrupted", "outside"], done.stdout + done.stderr
     assert 0.5 <= float(words[2]) < 1.5, done.stdout  # after the spin, not 5 s later
+
+
+SECOND_DURING_IMPORT = '''
+import os, signal, threading, time, types
+import pytest
+from winstor.plugin import interrupt
+
+config = types.SimpleNamespace(stash=pytest.Stash(), add_cleanup=lambda fn: None)
+state = types.SimpleNamespace(
+    interrupted=False, sim=None, stop=lambda: None,
+    settings=types.SimpleNamespace(run_id="r-1", use_sim=True, targets=[]))
+interrupt.install_controller_handler(config, state)
+scope = {"time": time}
+exec(compile("def spin(seconds):\\n    end = time.monotonic() + seconds\\n"
+             "    while time.monotonic() < end:\\n        pass\\n",
+             "<frozen importlib._bootstrap>", "exec"), scope)
+threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM)).start()
+threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+began = time.monotonic()
+try:
+    scope["spin"](1.5)
+    print("spin ended", f"{time.monotonic() - began:.3f}")
+except KeyboardInterrupt:
+    print("interrupted", f"{time.monotonic() - began:.3f}")
+'''
+
+
+def test_a_second_signal_while_the_first_waits_for_an_import_still_stops_at_once() -> None:
+    """The first signal waits for the import to end (its re-sends are not taken for new
+    signals); a second one from outside still stops the run at once, with 128 + its
+    number, as a second signal always does."""
+    began = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", SECOND_DURING_IMPORT], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 128 + signal.SIGTERM, done.stdout + done.stderr
+    assert "SIGTERM again: stopping now" in done.stderr, done.stderr
+    assert "spin ended" not in done.stdout and "interrupted" not in done.stdout, done.stdout
+    assert time.monotonic() - began < 30

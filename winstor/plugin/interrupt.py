@@ -39,7 +39,6 @@ of the stop from xdist's shutdown instead, 5 s later.
 
 from __future__ import annotations
 
-import _thread
 import contextlib
 import os
 import signal
@@ -134,11 +133,10 @@ def install_controller_handler(config: pytest.Config, state: RunState) -> None:
     received: list[int] = []
     say = _stderr_writer(config)
 
-    @_once_at_a_time
+    deferral = Deferral()
+
+    @deferral.guard
     def handler(signum: int, frame: Any) -> None:
-        if deferral.again():  # the first signal, sent again (see Deferral)
-            deferral.interrupt(signum, frame)
-            return
         if received:
             stop_now(state, signum, say)
             return
@@ -155,7 +153,7 @@ def install_controller_handler(config: pytest.Config, state: RunState) -> None:
         signal_workers(state, signal.SIGTERM)
         deferral.interrupt(signum, frame)
 
-    deferral = Deferral()
+    deferral.install()
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
 
@@ -199,17 +197,16 @@ def install_worker_handler() -> None:
         return
     received: list[int] = []
 
-    @_once_at_a_time
+    deferral = Deferral()
+
+    @deferral.guard
     def handler(signum: int, frame: Any) -> None:
-        if deferral.again():
-            deferral.interrupt(signum, frame)
-            return
         if received:
             return
         received.append(signum)
         deferral.interrupt(signum, frame)
 
-    deferral = Deferral()
+    deferral.install()
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
 
@@ -233,6 +230,16 @@ def _inside_import(frame: Any) -> bool:
     return False
 
 
+def _again_signal() -> int | None:
+    """The signal that re-sends a deferred one: its own number, so that it never merges
+    with a SIGINT or SIGTERM from outside (the kernel keeps one pending signal per number)
+    nor is taken for one. A real-time signal where there are (Linux), SIGUSR2 elsewhere;
+    none on Windows, where a signal is raised at once, as before."""
+    if hasattr(signal, "SIGRTMAX"):
+        return int(signal.SIGRTMAX) - 1
+    return getattr(signal, "SIGUSR2", None)
+
+
 class Deferral:
     """Raising KeyboardInterrupt in the main thread - unless it is inside an import. There
     the exception can land between importlib taking its global lock and the `try` that
@@ -240,31 +247,35 @@ class Deferral:
     stays held by the main thread, which can take it again, and the first other thread
     that imports anything waits on it for ever - seen as a run that hung in teardown,
     its main thread waiting for the AWS session a background thread was importing boto3
-    for. So a thread sends the signal again to the main thread every few milliseconds
-    until it lands outside the import (one send could come just before the main thread
-    blocks in a system call, and wait there for as long as the call). `again()` tells
-    the handler that the signal it gets is one of those, not a second signal - which
-    still stops the run at once - and drops one that comes after the raise."""
+    for. So a thread signals the main thread (`_again_signal`) every few milliseconds
+    until the interrupt lands outside the import - one send could come just before the
+    main thread blocks in a system call, and wait there for as long as the call. A second
+    SIGINT or SIGTERM meanwhile is a second signal, as always.
+
+    `guard` wraps the handlers: a signal that arrives while a handler's own Python code
+    runs (starting the sender thread, writing the stop line) would run a handler inside
+    it, and its KeyboardInterrupt would unwind through whatever the first call
+    interrupted - an import too. The one inside waits, and is handled when the first call
+    has returned without raising (where the main thread then is: the same frame)."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
         self.tries = 0
-        self._in_flight = False
+        self._again = _again_signal()
         self._sender: threading.Thread | None = None
+        self._busy = False
+        self._missed: list[tuple[Callable[[int, Any], None], int]] = []
 
-    def again(self) -> bool:
-        """Whether the signal being handled is a re-send: then True while the first
-        signal still waits, and False for one that arrives after the raise; either way
-        the handler must not take it for a new signal."""
-        if not self._in_flight:
-            return False
-        self._in_flight = False
-        return True
+    def install(self) -> None:
+        if self._again is not None:
+            signal.signal(self._again, self.guard(self._resent))
+
+    def _resent(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:  # else one sent just before the raise: nothing to do
+            self.interrupt(self.signum, frame)
 
     def interrupt(self, signum: int, frame: Any) -> None:
-        if self.signum is None and self.tries:
-            return  # a re-send that came after the raise
-        if self.tries < IMPORT_RETRIES and _inside_import(frame):
+        if self._again is not None and self.tries < IMPORT_RETRIES and _inside_import(frame):
             self.signum = self.signum or signum
             self.tries += 1
             if self._sender is None or not self._sender.is_alive():
@@ -276,49 +287,29 @@ class Deferral:
         raise KeyboardInterrupt
 
     def _send_until_raised(self) -> None:
-        while True:
+        main, again = threading.main_thread().ident, self._again
+        while main is not None and again is not None:
             time.sleep(IMPORT_RETRY)
-            signum = self.signum
-            if signum is None:
+            if self.signum is None:
                 return
-            self._in_flight = True
-            _resend(signum)
+            with contextlib.suppress(ProcessLookupError):
+                signal.pthread_kill(main, again)
 
-
-def _once_at_a_time(handler: Callable[[int, Any], None]) -> Callable[[int, Any], None]:
-    """A signal that arrives while the handler's own Python code runs (starting the
-    re-send's thread, writing the stop line) would run the handler again inside it, and
-    its KeyboardInterrupt would unwind through whatever the first call interrupted - an
-    import too. So the one inside waits, and is handled when the first call has returned
-    without raising (where the main thread then is: the same frame)."""
-    busy: list[bool] = []
-    missed: list[int] = []
-
-    def once(signum: int, frame: Any) -> None:
-        if busy:
-            missed.append(signum)
-            return
-        busy.append(True)
-        try:
-            handler(signum, frame)
-            while missed:  # where the first call left the main thread: the same frame
-                handler(missed.pop(0), frame)
-        finally:
-            busy.clear()
-            missed.clear()
-    return once
-
-
-def _resend(signum: int) -> None:
-    """To the main thread itself: a signal sent to the process from this thread could be
-    taken by this one, and a main thread asleep in a system call would not see it until
-    the call returned."""
-    main = threading.main_thread().ident
-    if not hasattr(signal, "pthread_kill"):  # Windows: the handler runs at the next bytecode
-        _thread.interrupt_main(signum)
-    elif main is not None:
-        with contextlib.suppress(ProcessLookupError):
-            signal.pthread_kill(main, signum)
+    def guard(self, handler: Callable[[int, Any], None]) -> Callable[[int, Any], None]:
+        def guarded(signum: int, frame: Any) -> None:
+            if self._busy:
+                self._missed.append((handler, signum))
+                return
+            self._busy = True
+            try:
+                handler(signum, frame)
+                while self._missed:
+                    later, number = self._missed.pop(0)
+                    later(number, frame)
+            finally:
+                self._busy = False
+                self._missed.clear()
+        return guarded
 
 
 def child_pids(pid: int | None = None) -> list[int]:
