@@ -16,7 +16,7 @@ from collections.abc import Coroutine, Set
 from typing import Any, Protocol
 
 from ..api.events import Recorder
-from ..api.kinds import kind_of
+from ..api.kinds import Kind, kind_of
 from ..api.store import Store, now_iso
 from ..metrics import Metrics
 from ..nodes.workloads import Workloads
@@ -147,6 +147,15 @@ class Controller:
 
     def reconcile(self) -> None:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def drop_finalizer(self, kind: Kind, namespace: str | None, name: str,
+                       finalizer: str) -> None:
+        """Remove one finalizer, as the controller that owns it does once its work is done
+        (a terminating object with none left goes: `Store.mutate`)."""
+        def drop(o: dict) -> None:
+            o["metadata"]["finalizers"] = [f for f in o["metadata"].get("finalizers") or []
+                                           if f != finalizer]
+        self.store.mutate(kind, namespace, name, drop)
 
 
 def owner_ref(owner: dict, controller: bool = True) -> dict[str, Any]:

@@ -123,9 +123,5 @@ class Lifecycle(Controller):
         for kind, owner in foreground:
             if owner["metadata"]["uid"] in waiting_on:
                 continue
-
-            def drop(o: dict) -> None:
-                o["metadata"]["finalizers"] = [f for f in o["metadata"].get("finalizers", [])
-                                               if f != "foregroundDeletion"]
-            self.store.mutate(kind, owner["metadata"].get("namespace"),
-                              owner["metadata"]["name"], drop)
+            self.drop_finalizer(kind, owner["metadata"].get("namespace"),
+                                owner["metadata"]["name"], "foregroundDeletion")

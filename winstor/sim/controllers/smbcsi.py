@@ -500,10 +500,7 @@ class SmbCsi(Controller):
         if current is None:
             return
 
-        def drop(o: dict) -> None:
-            o["metadata"]["finalizers"] = [f for f in o["metadata"].get("finalizers") or []
-                                           if f != FINALIZER]
-        self.store.mutate(PVS, None, name, drop)
+        self.drop_finalizer(PVS, None, name, FINALIZER)
         if self.store.peek(PVS, None, name) is not None and not terminating(
                 self.store.peek(PVS, None, name) or {}):
             self.store.delete(PVS, None, name)

@@ -297,25 +297,19 @@ class Volumes(Controller):
     def _release_claim(self, pvc: dict) -> None:
         fins = pvc["metadata"].get("finalizers") or []
         if "kubernetes.io/pvc-protection" in fins and not self._claim_in_use(pvc):
-            def drop(o: dict) -> None:
-                o["metadata"]["finalizers"] = [f for f in o["metadata"].get("finalizers", [])
-                                               if f != "kubernetes.io/pvc-protection"]
-            self.store.mutate(PVCS, pvc["metadata"]["namespace"], pvc["metadata"]["name"], drop)
+            self.drop_finalizer(PVCS, pvc["metadata"]["namespace"], pvc["metadata"]["name"],
+                                "kubernetes.io/pvc-protection")
 
     def _reclaim(self, pv: dict) -> None:
         ref = pv["spec"].get("claimRef")
         name = pv["metadata"]["name"]
-        claim = self.store.peek(PVCS, ref["namespace"], ref["name"]) if ref else None
-        # A claimRef without uid pre-binds a static PV to a claim yet to come: not released.
-        released = ref and ref.get("uid") and (
-            claim is None or claim["metadata"]["uid"] != ref.get("uid"))
+        # A PV no claim has bound - free, or pre-bound by a claimRef without uid to a claim
+        # yet to come - is `_unbound`'s; a free one that is deleted is reclaimed below.
         if (ref and not ref.get("uid")) or (not ref and not terminating(pv)):
             self._unbound(pv)
             return
-        if not ref:  # deleted while free
-            released = True
-        if not released and not terminating(pv):
-            return
+        claim = self.store.peek(PVCS, ref["namespace"], ref["name"]) if ref else None
+        released = not ref or claim is None or claim["metadata"]["uid"] != ref.get("uid")
         if not released:
             return  # pv-protection holds a bound PV until its claim goes
         if (pv.get("status") or {}).get("phase") != "Released" and not terminating(pv):
@@ -339,10 +333,7 @@ class Volumes(Controller):
         name = pv["metadata"]["name"]
         if terminating(pv):
             if PV_PROTECTION in (pv["metadata"].get("finalizers") or []):
-                def drop(o: dict) -> None:
-                    o["metadata"]["finalizers"] = [
-                        f for f in o["metadata"].get("finalizers") or [] if f != PV_PROTECTION]
-                self.store.mutate(PVS, None, name, drop)
+                self.drop_finalizer(PVS, None, name, PV_PROTECTION)
             return
         if (pv.get("status") or {}).get("phase", "Pending") == "Pending":
             def available(o: dict) -> None:
