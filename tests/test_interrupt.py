@@ -371,11 +371,7 @@ def test_a_check_whose_start_had_not_reached_the_controller_is_still_stopped() -
     assert reason.startswith("interrupted: SIGTERM arrived while its worker was on it")
 
 
-IMPORT_SPIN = '''
-import os, signal, sys, threading, time
-from winstor.plugin import interrupt
-
-interrupt.install_worker_handler()
+SPIN_AS_IMPORTLIB = '''
 # A function that runs as importlib's own code does (its frames carry importlib's file
 # name): the signal lands in it, as it can land between importlib taking its global lock
 # and the `try` that releases it.
@@ -383,6 +379,14 @@ scope = {"time": time}
 exec(compile("def spin(seconds):\\n    end = time.monotonic() + seconds\\n"
              "    while time.monotonic() < end:\\n        pass\\n",
              "<frozen importlib._bootstrap>", "exec"), scope)
+'''
+
+IMPORT_SPIN = '''
+import os, signal, sys, threading, time
+from winstor.plugin import interrupt
+
+interrupt.install_worker_handler()
+''' + SPIN_AS_IMPORTLIB + '''
 threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
 began = time.monotonic()
 try:
@@ -421,10 +425,7 @@ state = types.SimpleNamespace(
     interrupted=False, sim=None, stop=lambda: None,
     settings=types.SimpleNamespace(run_id="r-1", use_sim=True, targets=[]))
 interrupt.install_controller_handler(config, state)
-scope = {"time": time}
-exec(compile("def spin(seconds):\\n    end = time.monotonic() + seconds\\n"
-             "    while time.monotonic() < end:\\n        pass\\n",
-             "<frozen importlib._bootstrap>", "exec"), scope)
+''' + SPIN_AS_IMPORTLIB + '''
 threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM)).start()
 threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
 began = time.monotonic()
