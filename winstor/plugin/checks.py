@@ -10,6 +10,8 @@ certifying).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 MARKERS: dict[str, str] = {
@@ -60,3 +62,18 @@ def parse_nodeid(nodeid: str) -> tuple[str, str] | None:
     param = nodeid[nodeid.rindex("[") + 1:nodeid.rindex("]")]
     cluster, sep, check = param.rpartition(":")
     return (cluster, check) if sep and cluster and check else None
+
+
+def needed_fixtures(items: list[pytest.Item], cluster_of: Callable[[pytest.Item], str | None]
+                    ) -> dict[str, list[tuple[frozenset[str], set[str]]]]:
+    """Per cluster, for each selected check that is not skipped before it starts: the opt-in
+    markers its cluster must declare for it to run, and the fixtures it uses - what the
+    cluster's head start begins (fixtures/headstart.py) and whether the run pulls the
+    cluster's image early (`winstor.plugin.prepull`)."""
+    out: dict[str, list[tuple[frozenset[str], set[str]]]] = {}
+    for item in items:
+        name = cluster_of(item)
+        if name and check_of(item) and "head_start" in item.fixturenames \
+                and not item.get_closest_marker("skip"):
+            out.setdefault(name, []).append((opt_in_of(item), set(item.fixturenames)))
+    return out

@@ -18,11 +18,13 @@ from winstor.config import ConfigError
 from winstor.plugin import checks, interrupt
 from winstor.plugin.catalog import pytest_cmdline_main  # noqa: F401  (--help: the catalog)
 from winstor.plugin.ordering import Ordering
+from winstor.plugin.prepull import PrePulls
 from winstor.plugin.runstate import RunState
 from winstor.plugin.settings import OPTIONS, env_name, ini_name, resolve
 from winstor.targets import profiles
 
 STATE = pytest.StashKey[RunState]()
+PREPULLS = "winstor-prepull"
 # pytest_runtest_logreport gets no config; the outcome table lives on the one in use.
 _CONFIG: dict[str, pytest.Config] = {}
 OUTCOMES = pytest.StashKey[dict[str, dict[str, str]]]()
@@ -76,6 +78,7 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         interrupt.install_controller_handler(config, state)
     config.pluginmanager.register(Ordering(state, cluster_of), "winstor-ordering")
+    config.pluginmanager.register(PrePulls(state, cluster_of), PREPULLS)
     _CONFIG["config"] = config
     config.stash[OUTCOMES] = defaultdict(dict)
 
@@ -165,6 +168,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     its plugin loads in every pytest run here) keeps its collector as it is. An xdist
     controller collects nothing: it settles on its first check report instead."""
     config = session.config
+    # Here, not in pytest_collection_modifyitems: -k, -m and --deselect remove items there
+    # after winstor's own (tryfirst) pass, and what a deselected check needs is not begun.
+    config.stash[STATE].needed_fixtures = checks.needed_fixtures(session.items, cluster_of)
     if config.option.collectonly or not any(
             cluster_of(i) and checks.check_of(i) for i in session.items):
         return
@@ -246,15 +252,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             # Declared, not discovered: the profile cannot have what the check judges.
             item.add_marker(pytest.mark.skip(
                 reason=f"profile {settings.profile}: {lacks[missing[0]]}"))
-    state = config.stash[STATE]
-    for item in items:
-        name = cluster_of(item)
-        if name and checks.check_of(item) and "head_start" in item.fixturenames \
-                and not item.get_closest_marker("skip"):
-            # What the cluster's first check begins at once (fixtures/headstart.py), and
-            # the opt-in markers the cluster must declare for the check to run at all.
-            state.needed_fixtures.setdefault(name, []).append(
-                (checks.opt_in_of(item), set(item.fixturenames)))
     position = {id(item): i for i, item in enumerate(items)}
     items.sort(key=lambda it: (order.get(cluster_of(it) or "", -1),
                                (checks.check_of(it) or ("", "", 50))[2], position[id(it)]))
@@ -306,13 +303,17 @@ STARTED = pytest.StashKey[dict[str, set[str]]]()
 def sweep_if_needed(config: pytest.Config) -> dict[str, interrupt.Swept]:
     """After an interruption or a worker's crash, sweep the run's objects by run label from
     the clusters concerned (once; the report plugin calls this before it writes, so that
-    the report holds the result). Returns the sweep's result, {} when none was needed."""
+    the report holds the result). Returns the sweep's result, {} when none was needed.
+    The run's image pulls (`winstor.plugin.prepull`) are seen gone first, in every run."""
     if SWEPT in config.stash:
         return config.stash[SWEPT]
     config.stash[SWEPT] = {}
     state = config.stash[STATE]
     if hasattr(config, "workerinput") or config.option.collectonly:
         return {}
+    pulls = config.pluginmanager.get_plugin(PREPULLS)
+    if pulls is not None:
+        pulls.settle(config)
     started = config.stash.get(STARTED, {})
     if state.interrupted:
         # A signal may land between creating an object and the fixture that owns it

@@ -87,15 +87,24 @@ class RunState:
             self.ensure_sim()
             if self.launch_error:
                 raise LaunchError(self.launch_error)
-            target = next(t for t in self.settings.targets if t.name == name)
-            c = Cluster(target=target, run_id=self.settings.run_id,
-                        timeouts=self.settings.timeouts, profile=self.settings.profile,
-                        kubeconfig=self.sim_kubeconfig or self.settings.kubeconfig,
-                        aws_env=dict(self.cluster_aws_envs.get(name, self.sim_aws_env)),
-                        keep_on_failure=self.settings.keep_on_failure)
-            c.facts["where"] = self.where(target.context or name)
+            c = self.detached_cluster(name)
             self.clusters[name] = c
             return c
+
+    def detached_cluster(self, name: str) -> Cluster:
+        """A connection to one of the run's clusters that is not this process's record of
+        it: what it learns (facts, notes) goes nowhere. For work done on clusters whose
+        checks run elsewhere (`winstor.plugin.prepull`): the report takes each cluster's
+        facts from the process that ran its checks, and a second record would replace
+        them."""
+        target = next(t for t in self.settings.targets if t.name == name)
+        c = Cluster(target=target, run_id=self.settings.run_id,
+                    timeouts=self.settings.timeouts, profile=self.settings.profile,
+                    kubeconfig=self.sim_kubeconfig or self.settings.kubeconfig,
+                    aws_env=dict(self.cluster_aws_envs.get(name, self.sim_aws_env)),
+                    keep_on_failure=self.settings.keep_on_failure)
+        c.facts["where"] = self.where(target.context or name)
+        return c
 
     def where(self, context: str) -> str:
         """Where this run's verdicts on a cluster are reached, for every report: an

@@ -1,0 +1,137 @@
+"""The run's image pulls (`winstor.plugin.prepull`): a cluster whose checks begin late has
+the workloads' image pulled onto its nodes from the start of the run, only when its
+selected checks need the image, and nothing of it is left at the end.
+
+Watched from outside, with the official client: each cluster's namespaces and the pods in
+the pull's namespace, every 20 ms while the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from helpers import run_suite
+from inspect_cluster import MANAGED, api_client, leftovers
+
+SERVERCORE = "mcr.microsoft.com/windows/servercore:"
+
+
+class Watcher:
+    """When each `winstor-*-prepull` namespace and its pods were first seen, per cluster."""
+
+    def __init__(self, sim, contexts: list[str]) -> None:
+        self.apis = {c: client.CoreV1Api(api_client(sim, c)) for c in contexts}
+        self.namespaces: dict[str, float] = {}
+        self.pods: dict[str, dict] = {}
+        self.run_pods: set[str] = set()  # any pod of the run, anywhere
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for ctx, v1 in self.apis.items():
+                self.run_pods.update(
+                    f"{ctx}/{p.metadata.namespace}/{p.metadata.name}"
+                    for p in v1.list_pod_for_all_namespaces(label_selector=MANAGED).items)
+                for ns in v1.list_namespace().items:
+                    if ns.metadata.name.endswith("-prepull"):
+                        self.namespaces.setdefault(ctx, time.time())
+                        for pod in v1.list_namespaced_pod(ns.metadata.name).items:
+                            self.pods.setdefault(f"{ctx}/{pod.metadata.name}", {
+                                "node": pod.spec.node_selector.get("kubernetes.io/hostname"),
+                                "images": [k.image for k in pod.spec.containers]})
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> Watcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _first_check_start(tmp_path: Path) -> dict[str, float]:
+    doc = json.loads((tmp_path / "reports" / "latest" / "results.json").read_text())
+    out: dict[str, float] = {}
+    for c in doc["checks"]:
+        if c.get("start"):
+            out[c["cluster"]] = min(out.get(c["cluster"], c["start"]), c["start"])
+    return out
+
+
+def _builds(sim, ctx: str) -> dict[str, str]:
+    """Windows node -> its build label."""
+    v1 = client.CoreV1Api(api_client(sim, ctx))
+    return {n.metadata.name: n.metadata.labels.get("node.kubernetes.io/windows-build", "")
+            for n in v1.list_node(label_selector="kubernetes.io/os=windows").items}
+
+
+def _pulled_on_every_node_of_one_build(sim, ctx: str, pods: dict[str, dict]) -> None:
+    pulled = {p["node"] for k, p in pods.items() if k.startswith(f"{ctx}/")}
+    builds = _builds(sim, ctx)
+    assert pulled and pulled <= set(builds), (pulled, builds)
+    build = {builds[n] for n in pulled}
+    assert len(build) == 1, build
+    assert pulled == {n for n, b in builds.items() if b in build}, (pulled, builds)
+    assert all(any(SERVERCORE in i for i in p["images"]) for p in pods.values()), pods
+
+
+def test_a_serial_run_pulls_the_next_clusters_image_before_its_checks(
+        sim_factory, tmp_path: Path) -> None:
+    sim = sim_factory(2, [])
+    args = [f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1", "--context", "sim-2",
+            "-k", "EBS-PERSIST-01 or NODES-READY-01"]
+    with Watcher(sim, ["sim-1", "sim-2"]) as seen:
+        result = run_suite(args, tmp_path, env=sim.aws_env)
+    assert result.code == 0, result.output[-3000:]
+    starts = _first_check_start(tmp_path)
+    # the first cluster's own head start begins at once: no pull of its own
+    assert "sim-1" not in seen.namespaces, seen.namespaces
+    assert seen.namespaces["sim-2"] < starts["sim-2"] - 0.5, (seen.namespaces, starts)
+    _pulled_on_every_node_of_one_build(sim, "sim-2", seen.pods)
+    for ctx in ("sim-1", "sim-2"):
+        assert leftovers(sim, ctx) == [], result.output[-3000:]
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_no_pull_where_the_selected_checks_run_no_pod(sim_factory, tmp_path: Path,
+                                                      workers: list[str]) -> None:
+    """StorageClass checks and node checks that read the API need no image: gigabytes are
+    not pulled for them (NODES-BUILD-01 runs node probes, which pull it: not selected)."""
+    sim = sim_factory(2, [])
+    args = [f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1", "--context", "sim-2",
+            "-k", "SC- or NODES-READY-01 or NODES-AMI-01", *workers]
+    with Watcher(sim, ["sim-1", "sim-2"]) as seen:
+        result = run_suite(args, tmp_path, env=sim.aws_env)
+    assert result.code == 0, result.output[-3000:]
+    assert seen.namespaces == {}, seen.namespaces
+    # nor does any cluster's head start begin the pods of the checks -k left out (it
+    # did: the run's plugin noted what checks need before -k removed them)
+    assert seen.run_pods == set(), seen.run_pods
+
+
+def test_a_fleet_pulls_on_every_cluster_and_leaves_nothing(sim_factory, tmp_path: Path) -> None:
+    """Under xdist the first worker begins every cluster's pull once it has collected,
+    whichever worker runs the cluster's checks; the report's process sees each gone."""
+    sim = sim_factory(3, [])
+    names = ["sim-1", "sim-2", "sim-3"]
+    args = [f"--kubeconfig={sim.kubeconfig}", *[a for n in names for a in ("--context", n)],
+            "-k", "EBS-PERSIST-01 or CSIPROXY-SVC-01", "-n", "2"]
+    with Watcher(sim, names) as seen:
+        result = run_suite(args, tmp_path, env=sim.aws_env)
+    assert result.code == 0, result.output[-3000:]
+    starts = _first_check_start(tmp_path)
+    assert set(seen.namespaces) == set(names), seen.namespaces
+    # the third cluster waits for a free worker; its pull began long before
+    assert seen.namespaces["sim-3"] < starts["sim-3"] - 0.5, (seen.namespaces, starts)
+    for name in names:
+        _pulled_on_every_node_of_one_build(sim, name, seen.pods)
+    for name in names:
+        assert leftovers(sim, name) == [], result.output[-3000:]

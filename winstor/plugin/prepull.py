@@ -1,0 +1,132 @@
+"""Begin every cluster's image pull as soon as the run knows its selection.
+
+Which process: the serial run's own, or the first xdist worker (`gw0`), right after it
+has collected - the xdist controller collects nothing, so it cannot tell which checks
+were selected, and a cluster whose selected checks run no Windows pod must not pull
+gigabytes for nothing. A serial run skips its first cluster, whose checks (and head
+start) begin at once anyway.
+
+Who cleans up: each pull deletes its namespace once the image is on every node
+(`winstor.cluster.prepull`); the pulling process deletes what is still under way when
+its session ends, and the process that writes the report (controller or serial) then
+waits until every pull's namespace is gone - on every cluster the pulling worker said it
+began, or on all of them when that worker was lost - and reports what stays as the
+cluster's leftovers, before the report is written.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from winstor.cluster import prepull
+from winstor.plugin import checks
+from winstor.plugin.runstate import RunState
+
+OUTPUT = "winstor_prepulled"
+"""workeroutput key: the clusters the pulling worker began a pull on."""
+PULLER = "gw0"
+
+
+class PrePulls:
+    """The pulls of one run, as a pytest plugin (`winstor-prepull`)."""
+
+    def __init__(self, state: RunState, cluster_of: Callable[[pytest.Item], str | None]):
+        self.state = state
+        self.cluster_of = cluster_of
+        self.pulls: dict[str, prepull.PrePull] = {}
+        # the controller's view: clusters a worker began pulls on; None: not known (lost)
+        self.reported: set[str] | None = set()
+        self.settled = False
+
+    # -- the pulling process -------------------------------------------------------------
+    @staticmethod
+    def _pulls_here(config: pytest.Config) -> bool:
+        workerinput = getattr(config, "workerinput", None)
+        if workerinput is not None:
+            return workerinput.get("workerid") == PULLER
+        return not getattr(config.option, "numprocesses", None)
+
+    def wanted(self, items: list[pytest.Item], serial: bool) -> list[str]:
+        """The clusters, in run order, whose selected checks that will run need the image
+        (a serial run's first such cluster excepted)."""
+        with_checks = list(dict.fromkeys(
+            name for item in items if checks.check_of(item)
+            and (name := self.cluster_of(item)) is not None))
+        per_cluster = checks.needed_fixtures(items, self.cluster_of)
+        out = []
+        for name in with_checks:
+            needed = per_cluster.get(name, [])
+            if not needed:
+                continue
+            opt_in = self.state.detached_cluster(name).opt_in
+            if any(gates <= opt_in and fixtures & set(prepull.PULLING_FIXTURES)
+                   for gates, fixtures in needed):
+                out.append(name)
+        if serial and with_checks and out and out[0] == with_checks[0]:
+            out = out[1:]
+        return out
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        config = session.config
+        if config.option.collectonly or not self._pulls_here(config) \
+                or self.state.launch_error:
+            return
+        serial = not hasattr(config, "workerinput")
+        for name in self.wanted(session.items, serial):
+            self.pulls[name] = prepull.begin(self.state.detached_cluster(name))
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        for pull in self.pulls.values():
+            pull.stop()
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:
+            workeroutput[OUTPUT] = sorted(self.pulls)
+
+    # -- the controller ------------------------------------------------------------------
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        if node.workerinput.get("workerid") != PULLER:
+            return
+        began = (getattr(node, "workeroutput", None) or {}).get(OUTPUT)
+        if began is None:  # lost before its session ended: it may have begun any
+            self.reported = None
+        elif self.reported is not None:
+            self.reported.update(began)
+
+    def settle(self, config: pytest.Config) -> None:
+        """Controller or serial process, at the end of the run (once): every pull's
+        namespace gone, what stays noted as the cluster's leftovers."""
+        if self.settled or hasattr(config, "workerinput") or config.option.collectonly:
+            return
+        self.settled = True
+        for pull in self.pulls.values():
+            pull.stop()
+        names = set(self.pulls) | (self.reported if self.reported is not None else {
+            t.name for t in self.state.settings.targets})
+        if not names or self.state.launch_error:
+            return
+        left: dict[str, tuple[str, list[str]]] = {}
+
+        def one(name: str) -> None:
+            cluster = self.state.detached_cluster(name)
+            try:
+                left[name] = ("leftovers", prepull.settle(cluster))
+            except Exception as err:  # an unreachable cluster: said, not raised
+                left[name] = ("notes", [
+                    f"could not check that namespace {prepull.namespace(cluster)} (the run's "
+                    f"image pull) is gone: {type(err).__name__}: {str(err)[:200]}"])
+
+        threads = [threading.Thread(target=one, args=(n,), daemon=True) for n in sorted(names)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for name, (kind, lines) in left.items():
+            if lines:
+                self.state.remote_notes.setdefault(name, {}).setdefault(kind, []).extend(lines)
