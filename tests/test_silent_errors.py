@@ -328,12 +328,13 @@ def pytest_sessionfinish(session):
 
 def test_a_run_says_what_its_facts_lack(tmp_path: Path) -> None:
     """results.json and the terminal summary name both failures; the timeline keeps the
-    run's own phases and its checks."""
+    run's own phases and its checks. (NODES-BUILD-01: its node probes give the run phases
+    of its own; a check that makes no object has none.)"""
     (tmp_path / "plant_failures.py").write_text(PLANT)
     report_dir = tmp_path / "reports"
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "plant_failures", "--sim-clusters", "1",
-         "-k", "NODES-READY-01", f"--report-dir={report_dir}", "--run-id=t-silent"],
+         "-k", "NODES-BUILD-01", f"--report-dir={report_dir}", "--run-id=t-silent"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
         env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
