@@ -135,3 +135,57 @@ def test_a_fleet_pulls_on_every_cluster_and_leaves_nothing(sim_factory, tmp_path
         _pulled_on_every_node_of_one_build(sim, name, seen.pods)
     for name in names:
         assert leftovers(sim, name) == [], result.output[-3000:]
+
+
+def test_the_pulls_can_be_turned_off(sim_factory, tmp_path: Path) -> None:
+    """`-p no:winstor-prepull` (the plugin's name): each cluster's own head start pulls."""
+    sim = sim_factory(2, [])
+    args = [f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1", "--context", "sim-2",
+            "-k", "EBS-PERSIST-01", "-p", "no:winstor-prepull"]
+    with Watcher(sim, ["sim-1", "sim-2"]) as seen:
+        result = run_suite(args, tmp_path, env=sim.aws_env)
+    assert result.code == 0, result.output[-3000:]
+    assert seen.namespaces == {}, seen.namespaces
+    for ctx in ("sim-1", "sim-2"):
+        assert leftovers(sim, ctx) == [], result.output[-3000:]
+
+
+KILL_GW0 = '''
+import os
+import signal
+import time
+
+import pytest
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    if os.environ.get("PYTEST_XDIST_WORKER") != "gw0":
+        return
+    pulls = item.config.pluginmanager.get_plugin("winstor-prepull").pulls
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (
+            len(pulls) == 2 and all(p.created for p in pulls.values())):
+        time.sleep(0.05)
+    time.sleep(1)  # the pods too
+    os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+def test_the_pulls_of_a_lost_worker_are_removed_by_the_controller(sim_factory,
+                                                                  tmp_path: Path) -> None:
+    """gw0 begins every cluster's pull, then dies (SIGKILL at its first check, once both
+    pulls' objects exist) while the pulls are under way (the eks-like time scale: 12 s):
+    its threads die with it, so the controller, told nothing by it, sees the pulls'
+    namespaces gone on every cluster."""
+    sim = sim_factory(2, [], extra_args=["--time-scale", "0.05"])
+    (tmp_path / "kill_gw0.py").write_text(KILL_GW0)
+    args = [f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1", "--context", "sim-2",
+            "-k", "EBS-PERSIST-01 or SC-DEFAULT-01", "-n", "2", "-p", "kill_gw0"]
+    with Watcher(sim, ["sim-1", "sim-2"]) as seen:
+        result = run_suite(args, tmp_path, env={**sim.aws_env, "PYTHONPATH": str(tmp_path)})
+    assert "1 lost with a crashed worker" in result.output, result.output[-3000:]
+    assert set(seen.namespaces) == {"sim-1", "sim-2"}, seen.namespaces
+    assert {k.split("/")[0] for k in seen.pods} == {"sim-1", "sim-2"}, seen.pods
+    for ctx in ("sim-1", "sim-2"):
+        assert leftovers(sim, ctx) == [], result.output[-3000:]

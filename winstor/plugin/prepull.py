@@ -17,6 +17,7 @@ cluster's leftovers, before the report is written.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,8 @@ from winstor.plugin.runstate import RunState
 OUTPUT = "winstor_prepulled"
 """workeroutput key: the clusters the pulling worker began a pull on."""
 PULLER = "gw0"
+SETTLE_GRACE = 60.0
+"""Seconds allowed beyond the namespace timeout for seeing the pulls' namespaces gone."""
 
 
 class PrePulls:
@@ -86,7 +89,12 @@ class PrePulls:
             pull.stop()
         workeroutput = getattr(session.config, "workeroutput", None)
         if workeroutput is not None:
-            workeroutput[OUTPUT] = sorted(self.pulls)
+            workeroutput[OUTPUT] = self.begun()
+
+    def begun(self) -> list[str]:
+        """The clusters where a pull's namespace was asked for, or may still be."""
+        return sorted(name for name, pull in self.pulls.items()
+                      if pull.created or not pull.done.is_set())
 
     # -- the controller ------------------------------------------------------------------
     @pytest.hookimpl(optionalhook=True)
@@ -107,7 +115,7 @@ class PrePulls:
         self.settled = True
         for pull in self.pulls.values():
             pull.stop()
-        names = set(self.pulls) | (self.reported if self.reported is not None else {
+        names = set(self.begun()) | (self.reported if self.reported is not None else {
             t.name for t in self.state.settings.targets})
         if not names or self.state.launch_error:
             return
@@ -122,11 +130,20 @@ class PrePulls:
                     f"could not check that namespace {prepull.namespace(cluster)} (the run's "
                     f"image pull) is gone: {type(err).__name__}: {str(err)[:200]}"])
 
-        threads = [threading.Thread(target=one, args=(n,), daemon=True) for n in sorted(names)]
-        for t in threads:
+        threads = {n: threading.Thread(target=one, args=(n,), daemon=True) for n in sorted(names)}
+        for t in threads.values():
             t.start()
-        for t in threads:
-            t.join()
-        for name, (kind, lines) in left.items():
+        # Each wait is bounded by the namespace timeout; connecting to a cluster that
+        # does not answer by the client's own: a bound of its own for both.
+        bound = self.state.settings.timeouts.namespace_delete + SETTLE_GRACE
+        deadline = time.monotonic() + bound
+        for name, t in threads.items():
+            t.join(max(0.0, deadline - time.monotonic()))
+            if t.is_alive():
+                left[name] = ("notes", [
+                    f"could not check within {bound:.0f}s that namespace "
+                    f"{prepull.namespace(self.state.detached_cluster(name))} (the run's image "
+                    "pull) is gone"])
+        for name, (kind, lines) in list(left.items()):
             if lines:
                 self.state.remote_notes.setdefault(name, {}).setdefault(kind, []).extend(lines)
