@@ -189,3 +189,32 @@ def test_the_pulls_of_a_lost_worker_are_removed_by_the_controller(sim_factory,
     assert {k.split("/")[0] for k in seen.pods} == {"sim-1", "sim-2"}, seen.pods
     for ctx in ("sim-1", "sim-2"):
         assert leftovers(sim, ctx) == [], result.output[-3000:]
+
+
+RECORD = '''
+import json
+import os
+
+import pytest
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    pulls = session.config.pluginmanager.get_plugin("winstor-prepull").pulls
+    with open(os.environ["WINSTOR_TEST_PULLS"], "w") as f:
+        json.dump({name: {"created": p.created, "done": p.done.is_set(), "error": p.error}
+                   for name, p in pulls.items()}, f)
+'''
+
+
+def test_a_serial_run_on_the_embedded_cluster_pulls_too(tmp_path: Path) -> None:
+    """Bare `pytest` starts its embedded cluster on the first check; the pulls, begun at
+    collection, start it themselves (else they would read no kubeconfig at all)."""
+    (tmp_path / "record_pulls.py").write_text(RECORD)
+    out = tmp_path / "pulls.json"
+    result = run_suite(["--sim-clusters", "2", "-k", "EBS-PERSIST-01", "-p", "record_pulls"],
+                       tmp_path, env={"PYTHONPATH": str(tmp_path),
+                                      "WINSTOR_TEST_PULLS": str(out)})
+    assert result.code == 0, result.output[-3000:]
+    assert json.loads(out.read_text()) == {
+        "sim-2": {"created": True, "done": True, "error": None}}

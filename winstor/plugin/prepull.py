@@ -26,6 +26,7 @@ import pytest
 from winstor.cluster import prepull
 from winstor.plugin import checks
 from winstor.plugin.runstate import RunState
+from winstor.targets.embedded import LaunchError
 
 OUTPUT = "winstor_prepulled"
 """workeroutput key: the clusters the pulling worker began a pull on."""
@@ -55,7 +56,7 @@ class PrePulls:
 
     def wanted(self, items: list[pytest.Item], serial: bool) -> list[str]:
         """The clusters, in run order, whose selected checks that will run need the image
-        (a serial run's first such cluster excepted)."""
+        (but a serial run's first cluster, whose checks begin at once)."""
         with_checks = list(dict.fromkeys(
             name for item in items if checks.check_of(item)
             and (name := self.cluster_of(item)) is not None))
@@ -80,8 +81,11 @@ class PrePulls:
                 or self.state.launch_error:
             return
         serial = not hasattr(config, "workerinput")
-        for name in self.wanted(session.items, serial):
-            self.pulls[name] = prepull.begin(self.state.detached_cluster(name))
+        try:
+            for name in self.wanted(session.items, serial):
+                self.pulls[name] = prepull.begin(self.state.detached_cluster(name))
+        except LaunchError:
+            return  # the embedded cluster did not start: the checks say so
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

@@ -87,7 +87,7 @@ class RunState:
             self.ensure_sim()
             if self.launch_error:
                 raise LaunchError(self.launch_error)
-            c = self.detached_cluster(name)
+            c = self._new_cluster(name)
             self.clusters[name] = c
             return c
 
@@ -96,7 +96,15 @@ class RunState:
         it: what it learns (facts, notes) goes nowhere. For work done on clusters whose
         checks run elsewhere (`winstor.plugin.prepull`): the report takes each cluster's
         facts from the process that ran its checks, and a second record would replace
-        them."""
+        them. Starts the run's clusters first, as `cluster` does (a serial run starts
+        them on first use)."""
+        with self._lock:
+            self.ensure_sim()
+            if self.launch_error:
+                raise LaunchError(self.launch_error)
+            return self._new_cluster(name)
+
+    def _new_cluster(self, name: str) -> Cluster:
         target = next(t for t in self.settings.targets if t.name == name)
         c = Cluster(target=target, run_id=self.settings.run_id,
                     timeouts=self.settings.timeouts, profile=self.settings.profile,
