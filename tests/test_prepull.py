@@ -66,6 +66,14 @@ def _first_check_start(tmp_path: Path) -> dict[str, float]:
     return out
 
 
+def _pull_spans(tmp_path: Path) -> dict[str, list[dict]]:
+    """Per cluster, the report's timeline spans of the run's image pulls."""
+    doc = json.loads((tmp_path / "reports" / "latest" / "results.json").read_text())
+    return {c["name"]: [p for p in c["timeline"] if p["name"] == "image pull"
+                        and "(pulled from the start of the run)" in p["detail"]]
+            for c in doc["clusters"]}
+
+
 def _builds(sim, ctx: str) -> dict[str, str]:
     """Windows node -> its build label."""
     v1 = client.CoreV1Api(api_client(sim, ctx))
@@ -96,6 +104,10 @@ def test_a_serial_run_pulls_the_next_clusters_image_before_its_checks(
     assert "sim-1" not in seen.namespaces, seen.namespaces
     assert seen.namespaces["sim-2"] < starts["sim-2"] - 0.5, (seen.namespaces, starts)
     _pulled_on_every_node_of_one_build(sim, "sim-2", seen.pods)
+    # the report's timeline has the pull, which sim-2's own pods then found done
+    spans = _pull_spans(tmp_path)
+    assert spans["sim-1"] == [] and len(spans["sim-2"]) == len(
+        [k for k in seen.pods if k.startswith("sim-2/")]), spans
     for ctx in ("sim-1", "sim-2"):
         assert leftovers(sim, ctx) == [], result.output[-3000:]
 
@@ -133,6 +145,8 @@ def test_a_fleet_pulls_on_every_cluster_and_leaves_nothing(sim_factory, tmp_path
     assert seen.namespaces["sim-3"] < starts["sim-3"] - 0.5, (seen.namespaces, starts)
     for name in names:
         _pulled_on_every_node_of_one_build(sim, name, seen.pods)
+    # gw0 pulled; the controller put each pull in its cluster's timeline
+    assert all(_pull_spans(tmp_path)[n] for n in names), _pull_spans(tmp_path)
     for name in names:
         assert leftovers(sim, name) == [], result.output[-3000:]
 

@@ -24,7 +24,7 @@ import threading
 from dataclasses import dataclass, field
 
 from winstor.cluster import manifests, provision
-from winstor.cluster.kube import NAMESPACES
+from winstor.cluster.kube import EVENTS, NAMESPACES
 from winstor.cluster.target import Cluster
 
 log = logging.getLogger("winstor.cluster.prepull")
@@ -59,6 +59,8 @@ class PrePull:
     created: bool = False  # its namespace was asked for (deleting it is then due)
     done: threading.Event = field(default_factory=threading.Event)
     error: str | None = None
+    # the namespace's events, read before it is deleted (the report's timeline)
+    events: list[dict] = field(default_factory=list)
     _stopped: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -92,8 +94,15 @@ class PrePull:
             log.debug("%s: pre-pulling the workloads' image: %s", c.name, self.error)
         finally:
             if self.created:
+                self._read_events(name)
                 self.remove()
             self.done.set()
+
+    def _read_events(self, name: str) -> None:
+        try:
+            self.events = self.cluster.api.items(EVENTS, name)
+        except Exception as err:  # the timeline lacks the pull; nothing else depends on it
+            log.debug("%s: reading the events of %s: %s", self.cluster.name, name, err)
 
     def stop(self) -> None:
         """Create nothing more; delete the namespace if the pull is not over."""

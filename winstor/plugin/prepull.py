@@ -26,10 +26,12 @@ import pytest
 from winstor.cluster import prepull
 from winstor.plugin import checks
 from winstor.plugin.runstate import RunState
+from winstor.reports import facts as clusterfacts
 from winstor.targets.embedded import LaunchError
 
 OUTPUT = "winstor_prepulled"
-"""workeroutput key: the clusters the pulling worker began a pull on."""
+"""workeroutput key: the clusters the pulling worker began a pull on ("begun") and each
+pull's timeline spans ("spans")."""
 PULLER = "gw0"
 SETTLE_GRACE = 60.0
 """Seconds allowed beyond the namespace timeout for seeing the pulls' namespaces gone."""
@@ -45,6 +47,10 @@ class PrePulls:
         # the controller's view: clusters a worker began pulls on; None: not known (lost)
         self.reported: set[str] | None = set()
         self.settled = False
+        # for the report (reports plugin): each cluster's pull spans from its events, and
+        # what the end of the run found of the pulls (leftovers, notes)
+        self.spans: dict[str, list[dict[str, Any]]] = {}
+        self.ends: dict[str, dict[str, list[str]]] = {}
 
     # -- the pulling process -------------------------------------------------------------
     @staticmethod
@@ -77,9 +83,9 @@ class PrePulls:
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         config = session.config
-        if config.option.collectonly or not self._pulls_here(config) \
-                or self.state.launch_error:
-            return
+        if config.option.collectonly or config.option.setupplan \
+                or not self._pulls_here(config) or self.state.launch_error:
+            return  # nothing will run
         serial = not hasattr(config, "workerinput")
         try:
             for name in self.wanted(session.items, serial):
@@ -93,7 +99,18 @@ class PrePulls:
             pull.stop()
         workeroutput = getattr(session.config, "workeroutput", None)
         if workeroutput is not None:
-            workeroutput[OUTPUT] = self.begun()
+            workeroutput[OUTPUT] = {"begun": self.begun(), "spans": self.own_spans()}
+
+    def own_spans(self) -> dict[str, list[dict[str, Any]]]:
+        """This process's pulls as timeline spans (from each namespace's events)."""
+        out = {}
+        for name, pull in self.pulls.items():
+            spans = clusterfacts.spans_of(pull.events)
+            for span in spans:
+                span["detail"] += " (pulled from the start of the run)"
+            if spans:
+                out[name] = spans
+        return out
 
     def begun(self) -> list[str]:
         """The clusters where a pull's namespace was asked for, or may still be."""
@@ -105,11 +122,14 @@ class PrePulls:
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         if node.workerinput.get("workerid") != PULLER:
             return
-        began = (getattr(node, "workeroutput", None) or {}).get(OUTPUT)
-        if began is None:  # lost before its session ended: it may have begun any
+        output = (getattr(node, "workeroutput", None) or {}).get(OUTPUT)
+        if output is None:  # lost before its session ended: it may have begun any
             self.reported = None
-        elif self.reported is not None:
-            self.reported.update(began)
+            return
+        if self.reported is not None:
+            self.reported.update(output["begun"])
+        for name, spans in output["spans"].items():
+            self.spans.setdefault(name, []).extend(spans)
 
     def settle(self, config: pytest.Config) -> None:
         """Controller or serial process, at the end of the run (once): every pull's
@@ -119,6 +139,8 @@ class PrePulls:
         self.settled = True
         for pull in self.pulls.values():
             pull.stop()
+        for name, spans in self.own_spans().items():  # a serial run's own
+            self.spans.setdefault(name, []).extend(spans)
         names = set(self.begun()) | (self.reported if self.reported is not None else {
             t.name for t in self.state.settings.targets})
         if not names or self.state.launch_error:
@@ -151,3 +173,4 @@ class PrePulls:
         for name, (kind, lines) in list(left.items()):
             if lines:
                 self.state.remote_notes.setdefault(name, {}).setdefault(kind, []).extend(lines)
+                self.ends.setdefault(name, {}).setdefault(kind, []).extend(lines)

@@ -325,6 +325,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if not run.enabled:
         return
     state = state_of(config)
+    pulls = config.pluginmanager.get_plugin("winstor-prepull")
+    if pulls is not None:  # the run's image pulls (plugin.prepull): spans, what stays
+        for name, spans in pulls.spans.items():
+            run.add_end_spans(name, spans)
+        for name, per in pulls.ends.items():
+            for kind, lines in per.items():
+                run.add_end_note(name, kind, lines)
     for name, result in swept.items():
         why = ("the run was interrupted" if interrupt.INTERRUPTED_BY in config.stash
                else "a worker crashed")

@@ -76,6 +76,7 @@ class RunReports:
         # cluster -> kind (notes, leftovers) -> lines the controller adds at the end: the
         # sweep after an interruption or a crashed worker
         self.end_notes: dict[str, dict[str, list[str]]] = {}
+        self.end_spans: dict[str, list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
     def add(self, report: pytest.TestReport) -> None:
@@ -151,6 +152,10 @@ class RunReports:
     def add_end_note(self, cluster: str, kind: str, lines: list[str]) -> None:
         self.end_notes.setdefault(cluster, {}).setdefault(kind, []).extend(lines)
 
+    def add_end_spans(self, cluster: str, spans: list[dict[str, Any]]) -> None:
+        """Timeline spans learned outside the cluster's own process (its image pull)."""
+        self.end_spans.setdefault(cluster, []).extend(spans)
+
     # -- the document --------------------------------------------------------------
     def document(self, exitstatus: int) -> dict[str, Any]:
         config = self.config
@@ -209,7 +214,7 @@ class RunReports:
             "aws": base.get("aws") or {"available": False, "region": None},
             "windows_nodes": base.get("windows_nodes") or [],
             "linux_nodes": base.get("linux_nodes") or 0, "facts": base.get("facts") or {},
-            "timeline": list(base.get("timeline") or []),
+            "timeline": list(base.get("timeline") or []) + self.end_spans.get(name, []),
             "notes": base.get("notes") or {"leftovers": [], "kept": [], "notes": []},
         }
         notes = {k: list(v) for k, v in entry["notes"].items()}

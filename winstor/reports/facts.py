@@ -40,6 +40,12 @@ def event_phases(cluster: Any) -> list[dict[str, Any]]:
     events: list[dict] = []
     for ns in api.items(NAMESPACES, label_selector=cluster.run_selector()):
         events += api.items(EVENTS, ns["metadata"]["name"])
+    return spans_of(events)
+
+
+def spans_of(events: list[dict]) -> list[dict[str, Any]]:
+    """The spans `event_phases` reads, from events already listed (an image pull begun at
+    the start of the run reads its own namespace's before it goes: plugin.prepull)."""
     spans = {"volume provision": ({"Provisioning", "ExternalProvisioning"},
                                   {"ProvisioningSucceeded", "ProvisioningFailed"}),
              "attach": ({"Scheduled"}, {"SuccessfulAttachVolume", "FailedAttachVolume"}),
