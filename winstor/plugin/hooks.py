@@ -15,16 +15,14 @@ import pytest
 from winstor import heap
 from winstor.cluster.kube import load_official_client
 from winstor.config import ConfigError
-from winstor.plugin import checks, interrupt
+from winstor.plugin import checks, interrupt, prepull
 from winstor.plugin.catalog import pytest_cmdline_main  # noqa: F401  (--help: the catalog)
 from winstor.plugin.ordering import Ordering
-from winstor.plugin.prepull import PrePulls
 from winstor.plugin.runstate import RunState
 from winstor.plugin.settings import OPTIONS, env_name, ini_name, resolve
 from winstor.targets import profiles
 
 STATE = pytest.StashKey[RunState]()
-PREPULLS = "winstor-prepull"
 # pytest_runtest_logreport gets no config; the outcome table lives on the one in use.
 _CONFIG: dict[str, pytest.Config] = {}
 OUTCOMES = pytest.StashKey[dict[str, dict[str, str]]]()
@@ -78,7 +76,7 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         interrupt.install_controller_handler(config, state)
     config.pluginmanager.register(Ordering(state, cluster_of), "winstor-ordering")
-    config.pluginmanager.register(PrePulls(state, cluster_of), PREPULLS)
+    config.pluginmanager.register(prepull.PrePulls(state, cluster_of), prepull.NAME)
     _CONFIG["config"] = config
     config.stash[OUTCOMES] = defaultdict(dict)
 
@@ -311,7 +309,7 @@ def sweep_if_needed(config: pytest.Config) -> dict[str, interrupt.Swept]:
     state = config.stash[STATE]
     if hasattr(config, "workerinput") or config.option.collectonly:
         return {}
-    pulls = config.pluginmanager.get_plugin(PREPULLS)
+    pulls = config.pluginmanager.get_plugin(prepull.NAME)
     if pulls is not None:
         pulls.settle(config)
     started = config.stash.get(STARTED, {})

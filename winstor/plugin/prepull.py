@@ -24,11 +24,14 @@ from typing import Any
 import pytest
 
 from winstor.cluster import prepull
+from winstor.cluster.target import Cluster
 from winstor.plugin import checks
 from winstor.plugin.runstate import RunState
 from winstor.reports import facts as clusterfacts
 from winstor.targets.embedded import LaunchError
 
+NAME = "winstor-prepull"
+"""The plugin's name: `-p no:winstor-prepull` turns the pulls off."""
 OUTPUT = "winstor_prepulled"
 """workeroutput key: the clusters the pulling worker began a pull on ("begun") and each
 pull's timeline spans ("spans")."""
@@ -38,7 +41,7 @@ SETTLE_GRACE = 60.0
 
 
 class PrePulls:
-    """The pulls of one run, as a pytest plugin (`winstor-prepull`)."""
+    """The pulls of one run, as a pytest plugin (`NAME`)."""
 
     def __init__(self, state: RunState, cluster_of: Callable[[pytest.Item], str | None]):
         self.state = state
@@ -60,38 +63,42 @@ class PrePulls:
             return workerinput.get("workerid") == PULLER
         return not getattr(config.option, "numprocesses", None)
 
-    def wanted(self, items: list[pytest.Item], serial: bool) -> list[str]:
+    def wanted(self, items: list[pytest.Item], serial: bool) -> list[Cluster]:
         """The clusters, in run order, whose selected checks that will run need the image
-        (but a serial run's first cluster, whose checks begin at once)."""
+        (but a serial run's first cluster, whose checks begin at once). What the checks
+        need is the run's own note of it (`RunState.needed_fixtures`)."""
         with_checks = list(dict.fromkeys(
             name for item in items if checks.check_of(item)
             and (name := self.cluster_of(item)) is not None))
-        per_cluster = checks.needed_fixtures(items, self.cluster_of)
         out = []
         for name in with_checks:
-            needed = per_cluster.get(name, [])
+            needed = self.state.needed_fixtures.get(name, [])
             if not needed:
                 continue
-            opt_in = self.state.detached_cluster(name).opt_in
-            if any(gates <= opt_in and fixtures & set(prepull.PULLING_FIXTURES)
+            cluster = self.state.detached_cluster(name)
+            if any(gates <= cluster.opt_in and fixtures & set(prepull.PULLING_FIXTURES)
                    for gates, fixtures in needed):
-                out.append(name)
-        if serial and with_checks and out and out[0] == with_checks[0]:
+                out.append(cluster)
+        if serial and with_checks and out and out[0].name == with_checks[0]:
             out = out[1:]
         return out
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> Any:
+        """A wrapper: after every implementation, the plugin's own that notes what the
+        checks need (`hooks.pytest_collection_finish`) included."""
+        result = yield
         config = session.config
         if config.option.collectonly or config.option.setupplan \
                 or not self._pulls_here(config) or self.state.launch_error:
-            return  # nothing will run
+            return result  # nothing will run
         serial = not hasattr(config, "workerinput")
         try:
-            for name in self.wanted(session.items, serial):
-                self.pulls[name] = prepull.begin(self.state.detached_cluster(name))
+            for cluster in self.wanted(session.items, serial):
+                self.pulls[cluster.name] = prepull.begin(cluster)
         except LaunchError:
-            return  # the embedded cluster did not start: the checks say so
+            pass  # the embedded cluster did not start: the checks say so
+        return result
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -146,17 +153,17 @@ class PrePulls:
         if not names or self.state.launch_error:
             return
         left: dict[str, tuple[str, list[str]]] = {}
+        clusters = {n: self.state.detached_cluster(n) for n in sorted(names)}
 
         def one(name: str) -> None:
-            cluster = self.state.detached_cluster(name)
             try:
-                left[name] = ("leftovers", prepull.settle(cluster))
+                left[name] = ("leftovers", prepull.settle(clusters[name]))
             except Exception as err:  # an unreachable cluster: said, not raised
                 left[name] = ("notes", [
-                    f"could not check that namespace {prepull.namespace(cluster)} (the run's "
-                    f"image pull) is gone: {type(err).__name__}: {str(err)[:200]}"])
+                    f"could not check that namespace {prepull.namespace(clusters[name])} (the "
+                    f"run's image pull) is gone: {type(err).__name__}: {str(err)[:200]}"])
 
-        threads = {n: threading.Thread(target=one, args=(n,), daemon=True) for n in sorted(names)}
+        threads = {n: threading.Thread(target=one, args=(n,), daemon=True) for n in clusters}
         for t in threads.values():
             t.start()
         # Each wait is bounded by the namespace timeout; connecting to a cluster that
@@ -168,8 +175,7 @@ class PrePulls:
             if t.is_alive():
                 left[name] = ("notes", [
                     f"could not check within {bound:.0f}s that namespace "
-                    f"{prepull.namespace(self.state.detached_cluster(name))} (the run's image "
-                    "pull) is gone"])
+                    f"{prepull.namespace(clusters[name])} (the run's image pull) is gone"])
         for name, (kind, lines) in list(left.items()):
             if lines:
                 self.state.remote_notes.setdefault(name, {}).setdefault(kind, []).extend(lines)

@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from winstor.plugin import checks, interrupt
+from winstor.plugin import checks, interrupt, prepull
 from winstor.plugin.junit import JunitWriter
 from winstor.plugin.reportconfig import (
     OPTS,
@@ -325,7 +325,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if not run.enabled:
         return
     state = state_of(config)
-    pulls = config.pluginmanager.get_plugin("winstor-prepull")
+    pulls = config.pluginmanager.get_plugin(prepull.NAME)
     if pulls is not None:  # the run's image pulls (plugin.prepull): spans, what stays
         for name, spans in pulls.spans.items():
             run.add_end_spans(name, spans)
