@@ -232,3 +232,90 @@ def test_a_serial_run_on_the_embedded_cluster_pulls_too(tmp_path: Path) -> None:
     assert result.code == 0, result.output[-3000:]
     assert json.loads(out.read_text()) == {
         "sim-2": {"created": True, "done": True, "error": None}}
+
+
+class Holder(threading.Thread):
+    """Holds a cluster's pull namespace up: the moment it appears, a ConfigMap with a
+    finalizer no one removes is put in it (`release` removes the finalizer again)."""
+
+    def __init__(self, sim, ctx: str) -> None:
+        super().__init__(daemon=True)
+        self.v1 = client.CoreV1Api(api_client(sim, ctx))
+        self.held: str | None = None
+        self.missed: list[str] = []
+        self.seen: dict[str, float] = {}  # namespace and whether deleting -> first seen
+        self.t0 = time.time()
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set() and self.held is None:
+            for ns in self.v1.list_namespace().items:
+                if ns.metadata.name.endswith("-prepull"):
+                    self.seen.setdefault(f"{ns.metadata.name} deleting: "
+                                         f"{bool(ns.metadata.deletion_timestamp)}",
+                                         round(time.time() - self.t0, 3))
+                if ns.metadata.name.endswith("-prepull") and not ns.metadata.deletion_timestamp:
+                    try:
+                        self.v1.create_namespaced_config_map(ns.metadata.name, client.V1ConfigMap(
+                            metadata=client.V1ObjectMeta(name="held",
+                                                         finalizers=["example.com/x"])))
+                    except client.ApiException as err:  # being deleted already: too late
+                        self.missed.append(f"{err.status} {err.reason}")
+                    else:
+                        self.held = ns.metadata.name
+            self._halt.wait(0.01)
+
+    def release(self) -> None:
+        self._halt.set()
+        self.join()
+        if self.held:
+            self.v1.patch_namespaced_config_map("held", self.held, {"metadata": {
+                "finalizers": None}})
+
+
+def test_a_pull_namespace_that_does_not_go_is_reported(sim_factory, tmp_path: Path) -> None:
+    """The first worker waits (bounded) for each pull's namespace to go and tells the
+    controller which it did not see gone; the controller waits for those once more and
+    reports what holds them as the cluster's leftovers. Here someone else's finalizer
+    holds sim-2's."""
+    sim = sim_factory(2, [], extra_args=["--time-scale", "0.01"])
+    timeouts = tmp_path / "timeouts.yaml"
+    timeouts.write_text("base: sim\nnamespace_delete: 1\n")
+    args = [f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1", "--context", "sim-2",
+            f"--timeouts={timeouts}", "-k", "EBS-PERSIST-01", "-n", "2"]
+    holder = Holder(sim, "sim-2")
+    holder.start()
+    try:
+        result = run_suite(args, tmp_path, env=sim.aws_env, timeout=180)
+    finally:
+        holder.release()
+    assert holder.held, (
+        f"the pull's namespace was never held: {holder.missed} {holder.seen}\n"
+        + result.output[-3000:])
+    assert result.code == 0, result.output[-3000:]
+    left = [ln for ln in result.output.splitlines() if "LEFT BEHIND" in ln]
+    assert left and all("sim-2" in ln for ln in left), result.output[-3000:]
+    assert any(holder.held in ln for ln in result.output.splitlines()
+               if "sim-2" in ln), result.output[-3000:]
+    doc = json.loads((tmp_path / "reports" / "latest" / "results.json").read_text())
+    ends = {c["name"]: json.dumps(c) for c in doc["clusters"]}
+    assert holder.held in ends["sim-2"] and holder.held not in ends["sim-1"], ends
+
+
+def test_the_end_of_the_run_looks_only_at_pulls_not_seen_gone() -> None:
+    """`PrePulls.begun`: a pull whose namespace its thread saw gone needs no look at the
+    end of the run; one not yet over, or whose namespace did not go, does."""
+    from winstor.cluster.prepull import PrePull
+    from winstor.plugin.prepull import PrePulls
+
+    def pull(created: bool, done: bool, gone: bool) -> PrePull:
+        p = PrePull(cluster=None, created=created, gone=gone)  # type: ignore[arg-type]
+        if done:
+            p.done.set()
+        return p
+
+    plugin = PrePulls.__new__(PrePulls)
+    plugin.pulls = {"gone": pull(True, True, True), "held": pull(True, True, False),
+                    "running": pull(True, False, False), "nothing": pull(False, True, False),
+                    "starting": pull(False, False, False)}
+    assert plugin.begun() == ["held", "running", "starting"]

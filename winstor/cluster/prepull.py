@@ -14,7 +14,9 @@ pulled), one per node of the workloads' build, in a namespace of their own label
 with the run. The kubelet pulls an image once per node, so the checks' own pods later
 find it there, or wait for the pull already under way. The namespace is deleted as
 soon as every pod has the image, or when the run ends; a failed pull decides nothing
-here (the checks' own pods meet and report it).
+here (the checks' own pods meet and report it). The pulling thread then waits (in the
+background, bounded) until the namespace is gone, so that the end of the run need only
+look at the clusters where it did not see that (`PrePull.gone`).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class PrePull:
 
     cluster: Cluster
     created: bool = False  # its namespace was asked for (deleting it is then due)
+    gone: bool = False  # and this thread saw it gone afterwards (nothing left to check)
     done: threading.Event = field(default_factory=threading.Event)
     error: str | None = None
     # the namespace's events, read before it is deleted (the report's timeline)
@@ -96,7 +99,15 @@ class PrePull:
             if self.created:
                 self._read_events(name)
                 self.remove()
+                self.gone = self._wait_gone(name)
             self.done.set()
+
+    def _wait_gone(self, name: str) -> bool:
+        try:
+            return not provision.delete_namespace(self.cluster, name, sweep_volumes=False)
+        except Exception as err:  # the end of the run looks again, and says what stays
+            log.debug("%s: waiting for %s to go: %s", self.cluster.name, name, err)
+            return False
 
     def _read_events(self, name: str) -> None:
         try:

@@ -33,8 +33,8 @@ from winstor.targets.embedded import LaunchError
 NAME = "winstor-prepull"
 """The plugin's name: `-p no:winstor-prepull` turns the pulls off."""
 OUTPUT = "winstor_prepulled"
-"""workeroutput key: the clusters the pulling worker began a pull on ("begun") and each
-pull's timeline spans ("spans")."""
+"""workeroutput key: the clusters where the pulling worker began a pull and did not see its
+namespace gone ("begun"), and each pull's timeline spans ("spans")."""
 PULLER = "gw0"
 SETTLE_GRACE = 60.0
 """Seconds allowed beyond the namespace timeout for seeing the pulls' namespaces gone."""
@@ -120,9 +120,10 @@ class PrePulls:
         return out
 
     def begun(self) -> list[str]:
-        """The clusters where a pull's namespace was asked for, or may still be."""
+        """The clusters where a pull's namespace was asked for, or may still be, and was
+        not seen gone (the end of the run checks these)."""
         return sorted(name for name, pull in self.pulls.items()
-                      if pull.created or not pull.done.is_set())
+                      if (pull.created and not pull.gone) or not pull.done.is_set())
 
     # -- the controller ------------------------------------------------------------------
     @pytest.hookimpl(optionalhook=True)
