@@ -283,3 +283,18 @@ def test_a_report_keeps_the_working_directory(tmp_path: Path) -> None:
     files = _every_output(work / "reports")
     assert [name for name, text in files.items() if secret in text] == []
     assert secret not in output
+
+
+def test_a_value_learnt_later_is_redacted_in_text_seen_before(monkeypatch) -> None:
+    """Each different text is scrubbed once and remembered; a value learnt afterwards (an
+    AWS session's keys) must still come out of a text scrubbed before it was known, and
+    a full memory starts afresh rather than growing without end."""
+    r = Redactor(["first-secret-value"])
+    line = "user ran with first-secret-value and second-secret-value"
+    assert r.text(line) == f"user ran with {REDACTED} and second-secret-value"
+    r.add(["second-secret-value"])
+    assert r.text(line) == f"user ran with {REDACTED} and {REDACTED}"
+    monkeypatch.setattr(redact, "MEMO_LIMIT", 3)
+    for i in range(10):
+        assert r.text(f"line {i} first-secret-value") == f"line {i} {REDACTED}"
+    assert len(r._done) <= 3
