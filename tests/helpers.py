@@ -29,6 +29,20 @@ class RunResult:
     messages: dict[str, str] = field(default_factory=dict)
     times: dict[str, float] = field(default_factory=dict)
 
+    def story(self, tail: int = 2500) -> str:
+        """For an assertion's message: why the checks that did not pass did not (each
+        different first line of their JUnit message once, with the checks it names - a
+        whole cluster erroring says so in one line), then the run's output's tail."""
+        why: dict[str, list[str]] = {}
+        for key, outcome in sorted(self.outcomes.items()):
+            if outcome in ("failed", "error"):
+                msg = self.messages.get(key, "").strip()
+                first = next((ln for ln in msg.splitlines() if ln.strip()), "(no message)")
+                why.setdefault(f"{outcome}: {first[:400]}", []).append(key)
+        lines = [f"{len(keys)} x {text}  [{', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}]"
+                 for text, keys in why.items()]
+        return "\n".join([*lines, "--- output (tail) ---", self.output[-tail:]])
+
 
 def parse_junit(path: Path) -> tuple[dict[str, str], dict[str, str], dict[str, float]]:
     outcomes, messages, times = {}, {}, {}

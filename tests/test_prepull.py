@@ -319,3 +319,22 @@ def test_the_end_of_the_run_looks_only_at_pulls_not_seen_gone() -> None:
                     "running": pull(True, False, False), "nothing": pull(False, True, False),
                     "starting": pull(False, False, False)}
     assert plugin.begun() == ["held", "running", "starting"]
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_pull_that_fails_is_noted_on_its_cluster(sim_factory, tmp_path: Path,
+                                                   workers: list[str]) -> None:
+    """It decides nothing (the checks' own pods meet the same failure and fail), but the
+    cluster's report and the terminal say why the pull begun for it failed."""
+    sim = sim_factory(2, ["2:image-pull-fails"])
+    args = [f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1", "--context", "sim-2",
+            "-k", "EBS-PERSIST-01", *workers]
+    result = run_suite(args, tmp_path, env=sim.aws_env)
+    assert result.outcomes == {"sim-1:EBS-PERSIST-01": "passed",
+                               "sim-2:EBS-PERSIST-01": "failed"}, result.story()
+    doc = json.loads((tmp_path / "reports" / "latest" / "results.json").read_text())
+    notes = {c["name"]: [n for n in c["notes"]["notes"] if "from the start of the run" in n]
+             for c in doc["clusters"]}
+    assert notes["sim-1"] == [] and len(notes["sim-2"]) == 1, notes
+    assert "ImagePullBackOff" in notes["sim-2"][0] or "ErrImagePull" in notes["sim-2"][0], notes
+    assert "from the start of the run failed" in result.output, result.output[-3000:]

@@ -46,7 +46,7 @@ def test_each_clusters_checks_run_on_one_worker(workers: str, clusters: int,
     clusters share the workers, and nothing errors. (pytest 9 silently dropped xdist's
     loadgroup grouping, which split clusters and failed 14 checks with 409 AlreadyExists.)"""
     result = run_suite(["-n", workers, "--sim-clusters", str(clusters)], tmp_path)
-    assert result.code == 0, result.output[-3000:]
+    assert result.code == 0, result.story()
     doc = json.loads((tmp_path / "reports" / "latest" / "results.json").read_text())
     names = [f"sim-{i}" for i in range(1, clusters + 1)]
     assert {(c["cluster"], c["id"]) for c in doc["checks"]} == {(n, c) for n in names

@@ -14,9 +14,10 @@ pulled), one per node of the workloads' build, in a namespace of their own label
 with the run. The kubelet pulls an image once per node, so the checks' own pods later
 find it there, or wait for the pull already under way. The namespace is deleted as
 soon as every pod has the image, or when the run ends; a failed pull decides nothing
-here (the checks' own pods meet and report it). The pulling thread then waits (in the
-background, bounded) until the namespace is gone, so that the end of the run need only
-look at the clusters where it did not see that (`PrePull.gone`).
+(the checks' own pods meet and report it), but it is noted on the cluster's report. The
+pulling thread then waits (in the background, bounded) until the namespace is gone, so
+that the end of the run need only look at the clusters where it did not see that
+(`PrePull.gone`).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class PrePull:
     created: bool = False  # its namespace was asked for (deleting it is then due)
     gone: bool = False  # and this thread saw it gone afterwards (nothing left to check)
     done: threading.Event = field(default_factory=threading.Event)
-    error: str | None = None
+    error: str | None = None  # why the pull did not come (not set when stopped)
     # the namespace's events, read before it is deleted (the report's timeline)
     events: list[dict] = field(default_factory=list)
     _stopped: bool = False
@@ -92,9 +93,10 @@ class PrePull:
             for pod, container in pods:
                 provision.wait_container_running(
                     c, name, pod, container, what=f"the workloads' image on pod {pod}")
-        except Exception as err:  # only a head start: the checks' own pods report it
-            self.error = f"{type(err).__name__}: {err}"
-            log.debug("%s: pre-pulling the workloads' image: %s", c.name, self.error)
+        except Exception as err:  # only a head start: the checks' own pods report it too
+            log.debug("%s: pre-pulling the workloads' image: %s", c.name, err)
+            if not self._stopped:  # not what stopping it at the end of the session made
+                self.error = f"{type(err).__name__}: {err}"[:600]
         finally:
             if self.created:
                 self._read_events(name)

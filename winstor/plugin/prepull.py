@@ -34,7 +34,8 @@ NAME = "winstor-prepull"
 """The plugin's name: `-p no:winstor-prepull` turns the pulls off."""
 OUTPUT = "winstor_prepulled"
 """workeroutput key: the clusters where the pulling worker began a pull and did not see its
-namespace gone ("begun"), and each pull's timeline spans ("spans")."""
+namespace gone ("begun"), each pull's timeline spans ("spans"), and why the pulls that
+failed did ("errors")."""
 PULLER = "gw0"
 SETTLE_GRACE = 60.0
 """Seconds allowed beyond the namespace timeout for seeing the pulls' namespaces gone."""
@@ -54,6 +55,7 @@ class PrePulls:
         # what the end of the run found of the pulls (leftovers, notes)
         self.spans: dict[str, list[dict[str, Any]]] = {}
         self.ends: dict[str, dict[str, list[str]]] = {}
+        self.errors: dict[str, str] = {}  # the pulling worker's failed pulls (controller)
 
     # -- the pulling process -------------------------------------------------------------
     @staticmethod
@@ -106,7 +108,12 @@ class PrePulls:
             pull.stop()
         workeroutput = getattr(session.config, "workeroutput", None)
         if workeroutput is not None:
-            workeroutput[OUTPUT] = {"begun": self.begun(), "spans": self.own_spans()}
+            workeroutput[OUTPUT] = {"begun": self.begun(), "spans": self.own_spans(),
+                                    "errors": self.own_errors()}
+
+    def own_errors(self) -> dict[str, str]:
+        """Why this process's failed pulls failed, per cluster."""
+        return {name: pull.error for name, pull in self.pulls.items() if pull.error}
 
     def own_spans(self) -> dict[str, list[dict[str, Any]]]:
         """This process's pulls as timeline spans (from each namespace's events)."""
@@ -138,6 +145,7 @@ class PrePulls:
             self.reported.update(output["begun"])
         for name, spans in output["spans"].items():
             self.spans.setdefault(name, []).extend(spans)
+        self.errors.update(output.get("errors") or {})
 
     def settle(self, config: pytest.Config) -> None:
         """Controller or serial process, at the end of the run (once): every pull's
@@ -149,6 +157,10 @@ class PrePulls:
             pull.stop()
         for name, spans in self.own_spans().items():  # a serial run's own
             self.spans.setdefault(name, []).extend(spans)
+        for name, error in {**self.errors, **self.own_errors()}.items():
+            self._note(name, "notes", [
+                f"pulling the workloads' image onto the nodes from the start of the run "
+                f"failed: {error} (the checks' own pods pull it themselves)"])
         names = set(self.begun()) | (self.reported if self.reported is not None else {
             t.name for t in self.state.settings.targets})
         if not names or self.state.launch_error:
@@ -179,5 +191,9 @@ class PrePulls:
                     f"{prepull.namespace(clusters[name])} (the run's image pull) is gone"])
         for name, (kind, lines) in list(left.items()):
             if lines:
-                self.state.remote_notes.setdefault(name, {}).setdefault(kind, []).extend(lines)
-                self.ends.setdefault(name, {}).setdefault(kind, []).extend(lines)
+                self._note(name, kind, lines)
+
+    def _note(self, name: str, kind: str, lines: list[str]) -> None:
+        """For the terminal's end-of-run notes and for the cluster's report."""
+        self.state.remote_notes.setdefault(name, {}).setdefault(kind, []).extend(lines)
+        self.ends.setdefault(name, {}).setdefault(kind, []).extend(lines)
