@@ -477,11 +477,11 @@ def _fleet_section(doc: dict[str, Any]) -> list[str]:
         ("run", "wall s", "vs 1 cluster", "CPU s (pytest + sim)", f"CPU / {cores} cores s",
          "MB per worker (max)", "MB controller", "MB sim", "MB total"),
         fleet.rows(f, cores))]
-    for r in [*f["fleet"], *([f["uncached"]] if f.get("uncached") else []), f["broken"]]:
+    for label, r in fleet.labelled(f):
         phases = [p for p in r.get("processes") or [] if p["role"] == "worker"]
         if phases:
             cpus = sorted(p["cpu_seconds"] for p in phases)
-            out.append(f"  {r['clusters']} clusters -n {r['workers']}: CPU per worker "
+            out.append(f"  {label}: CPU per worker "
                        f"{cpus[0]:.1f}-{cpus[-1]:.1f} s (median {cpus[len(cpus) // 2]:.1f}), "
                        f"embedded cluster {r['cpu_seconds'].get('sim') or 0:.1f} s")
     broken = f["broken"]

@@ -89,18 +89,22 @@ def judge_broken(run: CatalogRun, one: CatalogRun, broken: str) -> list[str]:
     return problems
 
 
-def rows(doc: dict[str, Any], cores: int) -> list[tuple[Any, ...]]:
-    """The fleet table: one row per run."""
-    one = doc["one"]
-    base = one["wall_seconds"]
-    out = []
+def labelled(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Each run of the fleet part with the name it has in the table and in the lines under it."""
     uncached = [(f"{r['clusters']} clusters, -n {r['workers']}, no bytecode caches", r)
                 for r in [doc.get("uncached")] if r]
-    for label, run in [("1 cluster, serial", one)] + [
-            (f"{r['clusters']} clusters, -n {r['workers']}", r) for r in doc["fleet"]] + \
-            uncached + [
-            (f"{doc['broken']['clusters']} + 1 unreachable ({doc['broken']['broken_cluster']}: "
-             f"{doc['broken']['scenario']}), -n {doc['broken']['workers']}", doc["broken"])]:
+    return [("1 cluster, serial", doc["one"])] + [
+        (f"{r['clusters']} clusters, -n {r['workers']}", r) for r in doc["fleet"]] + \
+        uncached + [
+        (f"{doc['broken']['clusters']} + 1 unreachable ({doc['broken']['broken_cluster']}: "
+         f"{doc['broken']['scenario']}), -n {doc['broken']['workers']}", doc["broken"])]
+
+
+def rows(doc: dict[str, Any], cores: int) -> list[tuple[Any, ...]]:
+    """The fleet table: one row per run."""
+    base = doc["one"]["wall_seconds"]
+    out = []
+    for label, run in labelled(doc):
         cpu = _cpu(run)
         mem = run.get("memory") or {}
         out.append((label, f"{run['wall_seconds']:.1f}", f"{run['wall_seconds'] / base:.2f}",

@@ -309,6 +309,9 @@ def test_fleet_reports_memory_and_finds_nothing_lost_or_leaked(tmp_path: Path) -
     assert "2 clusters, -n 2, no bytecode caches" in text
     assert "the same without bytecode caches (-n 2)" in text
     assert "CPU speed (a fixed Python loop, lower is faster)" in text
+    # each run's CPU-per-worker line under the table names the run as its row does
+    assert "  2 clusters, -n 2: CPU per worker " in text
+    assert "  2 clusters, -n 2, no bytecode caches: CPU per worker " in text
 
 
 def test_bytecode_settings_of_a_run(tmp_path: Path) -> None:
