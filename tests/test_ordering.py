@@ -1,6 +1,6 @@
 """`winstor.plugin.ordering`: which later checks a waiting check looks at.
 
-While a check waits for its slow objects, the ordering looks every POLL at the later
+While a check waits for its slow objects, the ordering looks, each time one settles, at the later
 checks of the same cluster to run those an object's failure decides. A worker of a fleet
 run collects every cluster's checks, so that look is indexed per cluster once; this pins
 what it returns: the same cluster's later checks, in catalog order, without those already
@@ -44,3 +44,31 @@ def test_later_checks_are_the_same_clusters_in_order_without_those_run_early() -
     later = ordering._later(items[2], "sim-1")  # from sim-1:B-01
     assert [i.nodeid.rsplit("[", 1)[1] for i in later] == ["sim-1:C-01]"]
     assert ordering._later(items[-1], "sim-2") == []  # the last check has none after it
+
+
+def test_a_slow_object_that_settles_wakes_the_waiting_look_at_once() -> None:
+    """The look at later checks sleeps until a slow object settles (not a fixed poll): the
+    wait ends when the background work ends, and the object reads as settled then - not
+    only once its thread has finished exiting."""
+    import threading
+    import time
+
+    from winstor.cluster import outcome
+    from winstor.cluster.provision import ProvisionError
+
+    go = threading.Event()
+
+    def begin() -> Any:
+        def finish() -> dict:
+            go.wait(5)
+            raise ProvisionError("the volume cannot be attached")
+        return finish
+
+    seen = outcome.news()
+    slow = outcome.Deferred[dict]("the share pod").start(begin)
+    assert not slow.settled and not outcome.wait_for_news(seen, timeout=0.05)
+    started = time.monotonic()
+    threading.Timer(0.1, go.set).start()
+    assert outcome.wait_for_news(seen, timeout=30)
+    assert time.monotonic() - started < 5, "woken by the safety net, not by the news"
+    assert slow.settled and slow.failed and "cannot be attached" in (slow.error or "")

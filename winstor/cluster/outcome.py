@@ -24,6 +24,31 @@ T = TypeVar("T")
 EXPECTED = (WaitFailed, KubeError, ConnectError, ConnectionError, TimeoutError,
             ProvisionError)
 
+# Every Deferred that settles in the background counts here and wakes whoever waits for
+# news (the ordering plugin, while a check waits for its slow objects), instead of that
+# waiter looking again every few milliseconds.
+_news = threading.Condition()
+_settled_count = 0
+
+
+def news() -> int:
+    """How many background outcomes have settled so far: pass it to `wait_for_news`."""
+    return _settled_count
+
+
+def wait_for_news(seen: int, timeout: float) -> bool:
+    """Wait until an outcome settles after `news()` returned `seen`, or `timeout` seconds;
+    whether one did."""
+    with _news:
+        return _news.wait_for(lambda: _settled_count != seen, timeout)
+
+
+def _announce() -> None:
+    global _settled_count
+    with _news:
+        _settled_count += 1
+        _news.notify_all()
+
 
 class Deferred(Generic[T]):
     """A slow object's outcome: its value, or the reason it could not be had.
@@ -43,6 +68,7 @@ class Deferred(Generic[T]):
         self.exception: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._crash: BaseException | None = None  # not an expected failure: re-raised on join
+        self._done = False  # the background work has ended (set before it is announced)
 
     def run(self, fn: Callable[[], T]) -> Deferred[T]:
         try:
@@ -66,6 +92,9 @@ class Deferred(Generic[T]):
                 self.run(finish)
             except BaseException as exc:  # handed to whoever joins, never lost
                 self._crash = exc
+            finally:
+                self._done = True
+                _announce()
 
         self._thread = threading.Thread(target=settle, daemon=True,
                                         name=f"winstor-deferred-{self.what[:40]}")
@@ -75,7 +104,7 @@ class Deferred(Generic[T]):
     @property
     def settled(self) -> bool:
         """Its outcome is known (nothing left to wait for)."""
-        return self._thread is None or not self._thread.is_alive()
+        return self._thread is None or self._done
 
     @property
     def failed(self) -> bool:

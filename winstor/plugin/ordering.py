@@ -11,25 +11,27 @@ hook runs before each check of a cluster: it first runs, right away, the
 later checks whose first slow object has already failed - they fail at their
 first line with the object's cause, and have no side effects to reorder -
 and while the check's own slow objects are still settling it keeps watching
-all of them (in-process, no API requests) to do the same for each new
-failure. A check whose own object failed goes first. When an early check's
+all of them (in-process, no API requests; each one that settles wakes it) to do the
+same for each new failure. A check whose own object failed goes first. When an early check's
 own turn comes it is not run again. Checks whose objects are healthy keep
 catalog order, since some read what an earlier check recorded.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 
+from winstor.cluster import outcome
 from winstor.plugin import checks, internals
 from winstor.plugin.runstate import RunState
 
 __all__ = ["Ordering"]
 
-POLL = 0.05  # seconds between looks at in-process Deferreds (no requests)
+POLL = 1.0
+"""Seconds between looks at the slow objects when none settles: each one that settles
+wakes the look at once (`outcome.wait_for_news`); this is only a safety net."""
 
 
 class Ordering:
@@ -87,8 +89,8 @@ class Ordering:
     def _later(self, item: pytest.Item, name: str) -> list[pytest.Item]:
         items = item.session.items
         if not self._position:
-            # Indexed once: this runs every POLL while a check waits, and a worker of a
-            # fleet run collects every cluster's checks (16 x 29 items), not only its own.
+            # Indexed once: this runs each time a slow object settles while a check waits,
+            # and a worker of a fleet run collects every cluster's checks (16 x 29 items).
             self._position = {it.nodeid: i for i, it in enumerate(items)}
             for i, it in enumerate(items):
                 cluster = self.cluster_of(it)
@@ -102,6 +104,7 @@ class Ordering:
                                slow: dict[str, list[Any]]) -> None:
         mine = [d for n in self._deps(item, slow) for d in slow[n]]
         while True:
+            seen = outcome.news()
             if self._decided_by_failure(item, slow):
                 return  # its own failure is due first
             for other in self._later(item, name):
@@ -110,7 +113,7 @@ class Ordering:
             if all(d.settled for d in mine) or all(d.settled for ds in slow.values()
                                                     for d in ds):
                 return
-            time.sleep(POLL)
+            outcome.wait_for_news(seen, timeout=POLL)
 
     def _run_out_of_turn(self, item: pytest.Item, nextitem: pytest.Item) -> None:
         """Run `item` now, before `nextitem` (whose turn it is), with pytest's own protocol.

@@ -26,10 +26,10 @@ Listener = Callable[[Kind, str, dict], None]
 
 
 def clone(obj: dict) -> dict:
-    """A deep copy of a stored object. Stored objects are JSON-like (dicts, lists, strings,
-    numbers, booleans, None), which marshal copies about three times faster than
-    `copy.deepcopy`; the store copies on every read and write its controllers make, a
-    fifth of the sim's CPU with 16 clusters. Anything marshal refuses is deep-copied."""
+    """A deep copy of a stored object, for a caller that may change it. Stored objects
+    are JSON-like (dicts, lists, strings, numbers, booleans, None), which marshal copies
+    about three times faster than `copy.deepcopy`; the store copies what each read and
+    write of its controllers gets back. Anything marshal refuses is deep-copied."""
     try:
         return marshal.loads(marshal.dumps(obj))  # type: ignore[no-any-return]
     except ValueError:
@@ -69,6 +69,14 @@ def _without_rv(obj: dict) -> dict:
 
 
 class Store:
+    """The cluster's objects by kind, with their history of changes for watches.
+
+    A stored object is never changed in place: every write stores a new dict. So the
+    stored object itself can be a change's object (a watcher only serializes it) and a
+    new version can share what it did not change with the one before; only what goes
+    out to a caller that may change it - a read, a write's result - is a copy. The
+    controllers' `peek` and `iter` readers must not change what they are given."""
+
     def __init__(self, history: int = 5000) -> None:
         self.rv = 1
         self._objects: dict[str, dict[tuple[str, str], dict]] = {}
@@ -150,12 +158,13 @@ class Store:
         obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
         bucket[key] = obj
         self.created_by_kind[kind.kind] = self.created_by_kind.get(kind.kind, 0) + 1
-        self._emit(kind, "ADDED", clone(obj))
+        self._emit(kind, "ADDED", obj)
         return clone(obj)
 
     def replace(self, kind: Kind, obj: dict, *, subresource: str | None = None,
-                check_rv: bool = True) -> dict:
-        """PUT semantics: optimistic concurrency, status/spec split, generation."""
+                check_rv: bool = True, owned: bool = False) -> dict:
+        """PUT semantics: optimistic concurrency, status/spec split, generation. `owned`:
+        `obj` is the store's to keep (a copy no one else holds), so it is not copied."""
         meta = obj.get("metadata") or {}
         name = meta.get("name", "")
         key = self._key(kind, meta.get("namespace"), name)
@@ -168,15 +177,15 @@ class Store:
             raise ApiError.conflict(kind.plural, name,
                                     "the object has been modified; please apply your changes "
                                     "to the latest version and try again", kind.group)
-        new = clone(obj)
+        new = obj if owned else clone(obj)
         if subresource == "status":
-            kept = clone(cur)
-            kept["status"] = new.get("status", {})
-            new = kept
+            # the current object with the new status; its metadata is a copy (changed
+            # below), the rest is shared with the version before (never changed in place)
+            new = {**cur, "metadata": dict(cur["metadata"]), "status": new.get("status", {})}
         elif "status" in cur and kind.kind not in ("Namespace",):
             # The main resource ignores status writes, as the apiserver does.
-            new["status"] = clone(cur["status"])
-        nmeta = new.setdefault("metadata", {})
+            new["status"] = cur["status"]
+        new["metadata"] = nmeta = dict(new.get("metadata") or {})
         for immutable in ("uid", "creationTimestamp", "deletionTimestamp",
                           "deletionGracePeriodSeconds", "generation"):
             if immutable in cur["metadata"]:
@@ -196,10 +205,10 @@ class Store:
         if nmeta.get("deletionTimestamp") and not nmeta.get("finalizers") and \
                 cur["metadata"].get("finalizers"):
             del bucket[key]
-            self._emit(kind, "DELETED", clone(new))
+            self._emit(kind, "DELETED", new)
             return clone(new)
         bucket[key] = new
-        self._emit(kind, "MODIFIED", clone(new))
+        self._emit(kind, "MODIFIED", new)
         return clone(new)
 
     def mutate(self, kind: Kind, namespace: str | None, name: str,
@@ -212,7 +221,7 @@ class Store:
         fn(obj)
         if obj == self.peek(kind, namespace, name):
             return obj  # a no-op write: no new resourceVersion, no watch event
-        return self.replace(kind, obj, subresource=subresource, check_rv=False)
+        return self.replace(kind, obj, subresource=subresource, check_rv=False, owned=True)
 
     @staticmethod
     def check_preconditions(kind: Kind, cur: dict, uid: str | None, rv: str | None) -> None:
@@ -246,21 +255,20 @@ class Store:
         if cur["metadata"].get("finalizers") or graceful:
             if cur["metadata"].get("deletionTimestamp"):
                 return clone(cur)
-            new = clone(cur)
+            new = {**cur, "metadata": dict(cur["metadata"])}  # the rest shared, unchanged
             new["metadata"]["deletionTimestamp"] = now_iso()
             if kind.kind == "Namespace":
                 # The namespace registry marks the phase itself, in the same write, and
                 # sets no grace period; the namespace controller does the rest.
-                new.setdefault("status", {})["phase"] = "Terminating"
+                new["status"] = {**(cur.get("status") or {}), "phase": "Terminating"}
             else:
                 new["metadata"]["deletionGracePeriodSeconds"] = 30 if graceful else 0
             new["metadata"]["resourceVersion"] = self._next_rv()
             bucket[key] = new
-            self._emit(kind, "MODIFIED", clone(new))
+            self._emit(kind, "MODIFIED", new)
             return clone(new)
         del bucket[key]
-        gone = clone(cur)
-        gone["metadata"]["resourceVersion"] = self._next_rv()
+        gone = {**cur, "metadata": {**cur["metadata"], "resourceVersion": self._next_rv()}}
         self._emit(kind, "DELETED", gone)
         return clone(gone)
 
@@ -269,8 +277,7 @@ class Store:
         bucket = self._bucket(kind)
         cur = bucket.pop(self._key(kind, namespace, name), None)
         if cur is not None:
-            gone = clone(cur)
-            gone["metadata"]["resourceVersion"] = self._next_rv()
+            gone = {**cur, "metadata": {**cur["metadata"], "resourceVersion": self._next_rv()}}
             self._emit(kind, "DELETED", gone)
 
     def compacted(self, rv: int) -> bool:
@@ -293,7 +300,7 @@ class Store:
                               key=lambda o: int(o["metadata"]["resourceVersion"])):
                 if match(obj):
                     w.queue.put_nowait(Change(int(obj["metadata"]["resourceVersion"]), kind,
-                                              "ADDED", clone(obj)))
+                                              "ADDED", obj))
         else:
             try:
                 since = int(resource_version)
