@@ -48,6 +48,7 @@ class Metrics:
     def __init__(self, store: Store | None = None) -> None:
         self.requests: Counter[tuple[str, str, str, int]] = Counter()
         self.exec_sessions = 0
+        self.controller_passes = 0  # passes of the controller loop (controllers/__init__.py)
         self.image_pulls: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
         self.pod_starts: Counter[tuple[str, str]] = Counter()  # (os, workload|hostprocess)
@@ -98,6 +99,10 @@ class Metrics:
         for fault, n in sorted(self.faults.items()):
             lines.append(f'winstor_sim_faults_injected_total{{fault="{fault}"}} {n}')
         lines.append(f"winstor_sim_exec_sessions_total {self.exec_sessions}")
+        lines += ["# HELP winstor_sim_controller_passes_total Passes of the controller loop "
+                  "(each lets every controller look at the whole cluster).",
+                  "# TYPE winstor_sim_controller_passes_total counter",
+                  f"winstor_sim_controller_passes_total {self.controller_passes}"]
         lines += ["# HELP winstor_sim_pod_starts_total Pods that reached Running, by node OS "
                   "and kind (hostprocess: HostProcess pods; workload: the rest).",
                   "# TYPE winstor_sim_pod_starts_total counter"]

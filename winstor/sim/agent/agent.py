@@ -184,7 +184,7 @@ class Agent:
         silent = {n.name for n in plan.nodes if nodes.silent(n)}
         kubelet = AgentKubelet(parts, queue, nodes=nodes, instances=instances,
                                describe_volume=cloud.backend.volume_state, silent_nodes=silent)
-        store.add_listener(lambda *_: queue.dirty.set())
+        store.add_listener(lambda *_: queue.changed())
         store.before_pod_removed.append(nodes.release_pod)
         expansion = NodeExpansion(parts, queue, describe_volume=cloud.backend.volume_state)
         self.tasks.append(loop.create_task(self._reconcile([kubelet, expansion], queue)))

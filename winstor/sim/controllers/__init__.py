@@ -55,7 +55,7 @@ class Controllers(WorkQueue):
             ns = self.cluster.store.peek(NAMESPACES, None, obj["metadata"].get("namespace", ""))
             if ns is not None and not terminating(ns):
                 return
-        self.dirty.set()
+        self.changed()
 
     def start(self) -> None:
         self.dirty.set()
@@ -72,6 +72,7 @@ class Controllers(WorkQueue):
         while True:
             await self.dirty.wait()
             self.dirty.clear()
+            self.cluster.metrics.controller_passes += 1
             for member in self.members:
                 try:
                     member.reconcile()

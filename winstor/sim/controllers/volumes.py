@@ -344,7 +344,8 @@ class Volumes(Controller):
         name = pv["metadata"]["name"]
         while any(va["spec"]["source"].get("persistentVolumeName") == name
                   for va in self.store.iter(ATTACHMENTS)):
-            await asyncio.sleep(0.02)  # EC2 refuses to delete an attached volume
+            # EC2 refuses to delete an attached volume: wait for the detach to be written
+            await self.manager.next_change(1.0)
         volume_id = volume_id_of(pv) if backing else None
         if volume_id and "volumes-retained" in self.cluster.scenarios:
             # DeleteVolume answers success without an EC2 call: the PV goes, the disk stays.
