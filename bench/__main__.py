@@ -24,7 +24,8 @@ Against fresh `winstor sim up` processes, measures and prints one report:
             time, CPU, API requests (needs the built binaries; skipped, saying so,
             without them)
   fleet     many clusters in one run at the eks-like time scale: 1 cluster serial
-            against 16 clusters with -n 16 (--fleet-clusters, --fleet-workers), wall
+            against 16 clusters with -n 16 (--fleet-clusters, --fleet-workers;
+            --fleet-rounds N times that pair N times, the verdict their median), wall
             time, CPU and memory (peak RSS per worker, controller, embedded cluster,
             total), with bytecode caches as Python keeps them by default, and once
             more without any (PYTHONDONTWRITEBYTECODE makes every worker compile
@@ -197,7 +198,7 @@ def measure(args: argparse.Namespace, say: Any) -> dict[str, Any]:
     if "fleet" in args.parts:
         out["fleet"] = fleet.measure(args.fleet_clusters,
                                      args.fleet_workers or [args.fleet_clusters],
-                                     args.eks_like_scale, say)
+                                     args.eks_like_scale, say, rounds=args.fleet_rounds)
     out["machine"]["cpu_speed_end"] = cpu_speed()
     return out
 
@@ -596,6 +597,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="clusters of the fleet part (default 16)")
     parser.add_argument("--fleet-workers", type=positive_int, nargs="+",
                         help="xdist workers of the fleet part's run(s) (default: one per cluster)")
+    parser.add_argument("--fleet-rounds", type=positive_int, default=1,
+                        help="pairs of 1 cluster and the fleet to time (default 1); with more, "
+                             "the fleet target's verdict is their median ratio, with the range "
+                             "(one pair can land in a quiet minute of a shared machine and the "
+                             "next in a busy one)")
     parser.add_argument("--catalog", choices=CATALOGS, default="seed",
                         help="checks of the catalog, eks-like and poll parts: seed (issue #7's "
                              "20 checks, on which its targets were set; the default) or full "

@@ -278,7 +278,8 @@ def test_fleet_reports_memory_and_finds_nothing_lost_or_leaked(tmp_path: Path) -
     results.json recorded and what its clusters and moto still hold."""
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, "-m", "bench", "--parts", "fleet", "--fleet-clusters",
-                           "2", "--eks-like-scale", "0.002", "--json", str(out)],
+                           "2", "--eks-like-scale", "0.002", "--fleet-rounds", "2",
+                           "--json", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(out.read_text())["fleet"]
@@ -309,6 +310,10 @@ def test_fleet_reports_memory_and_finds_nothing_lost_or_leaked(tmp_path: Path) -
     assert "2 clusters, -n 2, no bytecode caches" in text
     assert "the same without bytecode caches (-n 2)" in text
     assert "CPU speed (a fixed Python loop, lower is faster)" in text
+    # a second round of 1 cluster and the fleet, the verdict their median
+    assert [p["exit_codes"] for p in doc["rounds"]] == [[0, 0], [0, 0]]
+    assert doc["rounds"][0]["fleet"] == run["wall_seconds"]
+    assert "2 clusters -n 2 <= 1.3 x 1 cluster (time scale 0.002), median of 2 rounds" in text
     # each run's CPU-per-worker line under the table names the run as its row does
     assert "  2 clusters, -n 2: CPU per worker " in text
     assert "  2 clusters, -n 2, no bytecode caches: CPU per worker " in text
@@ -367,3 +372,28 @@ def test_the_report_of_every_measured_part_renders() -> None:
         assert f"{watch_requests / polled:.2f}" in text
     targets = text.split("Targets (issue #7")[1]
     assert "not measured" not in targets.split("Targets (issue #16")[0]
+
+
+def test_with_several_rounds_the_fleet_verdict_is_their_median_with_the_range() -> None:
+    """`--fleet-rounds`: one pair landing in a quiet minute does not make the target met,
+    nor one busy minute make it missed; a failed run in any round is never met."""
+    from bench.fleet import targets
+
+    def doc(pairs: list[tuple[float, float]], codes: tuple[int, int] = (0, 0)) -> dict:
+        run = {"clusters": 16, "workers": 16, "wall_seconds": pairs[0][1],
+               "cpu_seconds": {"pytest": None, "sim": None}}
+        return {"time_scale": 0.05, "one": {"wall_seconds": pairs[0][0]}, "fleet": [run],
+                "rounds": [{"one": a, "fleet": b, "exit_codes": list(codes)}
+                           for a, b in pairs],
+                "broken": {"verdict": [], "scenario": "ebs-attach-fails", "clusters": 15}}
+
+    quiet_first = targets(doc([(26.0, 32.0), (26.0, 36.5), (26.0, 37.0)]), 2)
+    (name, measured, verdict) = quiet_first[0]
+    assert "median of 3 rounds" in name and verdict == "NOT MET"
+    assert measured.startswith("1.40 x") and "1.23-1.42 x" in measured, measured
+    assert quiet_first[1][2] == "met"  # the first round's own line, as before
+    (_, measured, verdict) = targets(doc([(26.0, 33.0), (26.0, 33.5), (26.0, 40.0)]), 2)[0]
+    assert verdict == "met" and measured.startswith("1.29 x"), measured
+    (_, measured, verdict) = targets(doc([(26.0, 33.0), (26.0, 33.5)], (0, 1)), 2)[0]
+    assert verdict == "NOT MET" and "a run failed" in measured
+    assert "median" not in targets(doc([(26.0, 33.0)]), 2)[0][0]  # one round: as before
