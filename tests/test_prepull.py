@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from kubernetes import client
+from kubernetes import client, watch
 
 from helpers import run_suite
 from inspect_cluster import MANAGED, api_client, leftovers
@@ -248,13 +248,18 @@ class Holder(threading.Thread):
         self._halt = threading.Event()
 
     def run(self) -> None:
+        # A watch, not a poll: under a loaded machine a LIST every 10 ms could miss a pull
+        # namespace that lived a second ("never held: []" once in CI).
         while not self._halt.is_set() and self.held is None:
-            for ns in self.v1.list_namespace().items:
+            w = watch.Watch()
+            for ev in w.stream(self.v1.list_namespace, timeout_seconds=1):
+                ns = ev["object"]
                 if ns.metadata.name.endswith("-prepull"):
-                    self.seen.setdefault(f"{ns.metadata.name} deleting: "
+                    self.seen.setdefault(f"{ns.metadata.name} {ev['type']} deleting: "
                                          f"{bool(ns.metadata.deletion_timestamp)}",
                                          round(time.time() - self.t0, 3))
-                if ns.metadata.name.endswith("-prepull") and not ns.metadata.deletion_timestamp:
+                if ns.metadata.name.endswith("-prepull") and ev["type"] != "DELETED" \
+                        and not ns.metadata.deletion_timestamp:
                     try:
                         self.v1.create_namespaced_config_map(ns.metadata.name, client.V1ConfigMap(
                             metadata=client.V1ObjectMeta(name="held",
@@ -263,7 +268,8 @@ class Holder(threading.Thread):
                         self.missed.append(f"{err.status} {err.reason}")
                     else:
                         self.held = ns.metadata.name
-            self._halt.wait(0.01)
+                if self._halt.is_set() or self.held is not None:
+                    w.stop()
 
     def release(self) -> None:
         self._halt.set()
