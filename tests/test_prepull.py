@@ -344,3 +344,86 @@ def test_a_pull_that_fails_is_noted_on_its_cluster(sim_factory, tmp_path: Path,
     assert notes["sim-1"] == [] and len(notes["sim-2"]) == 1, notes
     assert "ImagePullBackOff" in notes["sim-2"][0] or "ErrImagePull" in notes["sim-2"][0], notes
     assert "from the start of the run failed" in result.output, result.output[-3000:]
+
+
+STARTS = '''
+import json
+import os
+import time
+
+import pytest
+
+
+def _write(line):
+    with open(os.environ["WINSTOR_TEST_STARTS"], "a") as f:
+        f.write(json.dumps(line) + "\\n")
+
+
+def pytest_configure(config):
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        _write({"worker": workerinput["workerid"], "at": time.time(),
+                "told": workerinput.get("winstor_prepull_begun")})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    path = (getattr(session.config, "workerinput", None) or {}).get("winstor_prepull_begun")
+    if path:
+        pulls = session.config.pluginmanager.get_plugin("winstor-prepull").pulls
+        _write({"begun_at": os.stat(path).st_mtime,
+                "pulls": {name: p.begun.is_set() for name, p in pulls.items()}})
+'''
+
+
+def test_the_other_workers_start_once_the_first_has_begun_the_pulls(sim_factory,
+                                                                      tmp_path: Path) -> None:
+    """The controller holds every worker but the first until the first has created every
+    cluster's pull pods (it says so with a file the controller names), so that the pulls -
+    the longest step of each cluster - are not held up by the others starting; the file's
+    folder goes with the run."""
+    sim = sim_factory(3, [])
+    (tmp_path / "record_starts.py").write_text(STARTS)
+    out = tmp_path / "starts.jsonl"
+    args = [f"--kubeconfig={sim.kubeconfig}", "--context", "sim-1", "--context", "sim-2",
+            "--context", "sim-3", "-k", "EBS-PERSIST-01", "-n", "3", "-p", "record_starts"]
+    result = run_suite(args, tmp_path, env={**sim.aws_env, "PYTHONPATH": str(tmp_path),
+                                            "WINSTOR_TEST_STARTS": str(out)})
+    assert result.code == 0, result.output[-3000:]
+    lines = [json.loads(ln) for ln in out.read_text().splitlines()]
+    starts = {ln["worker"]: ln for ln in lines if "worker" in ln}
+    (begun,) = [ln for ln in lines if "begun_at" in ln]
+    assert set(starts) == {"gw0", "gw1", "gw2"}, lines
+    assert starts["gw0"]["told"] and not starts["gw1"]["told"] and not starts["gw2"]["told"]
+    assert begun["pulls"] == {"sim-1": True, "sim-2": True, "sim-3": True}, begun
+    assert starts["gw1"]["at"] >= begun["begun_at"] and starts["gw2"]["at"] >= begun["begun_at"]
+    assert not Path(starts["gw0"]["told"]).parent.exists(), "the hold's folder was left"
+
+
+def test_the_hold_of_the_other_workers_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first worker that never says its pulls began (lost, or slow) holds the others for
+    at most HOLD_SECONDS, counted from its own start; the first is never held."""
+    from types import SimpleNamespace
+
+    from winstor.plugin import prepull as plugin
+
+    monkeypatch.setattr(plugin, "HOLD_SECONDS", 0.3)
+    pulls = plugin.PrePulls.__new__(plugin.PrePulls)
+    pulls.begun_file, pulls.held = None, 0.0
+    first = SimpleNamespace(workerinput={"workerid": "gw0"})
+    pulls.pytest_configure_node(first)
+    assert first.workerinput[plugin.BEGUN] == str(pulls.begun_file)
+    try:
+        started = time.monotonic()
+        pulls.pytest_xdist_newgateway(SimpleNamespace(id="gw0"))
+        assert time.monotonic() - started < 0.1
+        pulls.pytest_xdist_newgateway(SimpleNamespace(id="gw1"))
+        assert 0.2 < time.monotonic() - started < 2.0
+        pulls.pytest_xdist_newgateway(SimpleNamespace(id="gw2"))  # the bound is spent
+        assert time.monotonic() - started < 2.0
+        again = SimpleNamespace(workerinput={"workerid": "gw0"})  # a replacement gw0
+        pulls.pytest_configure_node(again)
+        assert plugin.BEGUN not in again.workerinput
+    finally:
+        pulls.pytest_unconfigure(None)  # type: ignore[arg-type]
+    assert not pulls.begun_file.parent.exists()

@@ -62,6 +62,8 @@ class PrePull:
     created: bool = False  # its namespace was asked for (deleting it is then due)
     gone: bool = False  # and this thread saw it gone afterwards (nothing left to check)
     done: threading.Event = field(default_factory=threading.Event)
+    # its pods are created, or it ended before: what is left is the nodes' pull
+    begun: threading.Event = field(default_factory=threading.Event)
     error: str | None = None  # why the pull did not come (not set when stopped)
     # the namespace's events, read before it is deleted (the report's timeline)
     events: list[dict] = field(default_factory=list)
@@ -90,6 +92,7 @@ class PrePull:
                 pods.append((body["metadata"]["name"],
                              manifests.PREPULL if manifests.PREPULL in containers
                              else manifests.NODE_PROBE))
+            self.begun.set()
             for pod, container in pods:
                 provision.wait_container_running(
                     c, name, pod, container, what=f"the workloads' image on pod {pod}")
@@ -98,6 +101,7 @@ class PrePull:
             if not self._stopped:  # not what stopping it at the end of the session made
                 self.error = f"{type(err).__name__}: {err}"[:600]
         finally:
+            self.begun.set()
             if self.created:
                 self._read_events(name)
                 self.remove()

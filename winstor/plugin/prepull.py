@@ -6,6 +6,13 @@ were selected, and a cluster whose selected checks run no Windows pod must not p
 gigabytes for nothing. A serial run skips its first cluster, whose checks (and head
 start) begin at once anyway.
 
+When: the pull is the longest step of a cluster's run, so the sooner it begins the
+sooner the run ends. xdist starts its workers one after another; in a fleet, 16 workers
+starting and collecting at once on a small machine kept the first from beginning the
+pulls for seconds. So the controller holds the start of every other worker (xdist's
+`pytest_xdist_newgateway`, called for each before its session starts) until the first
+has begun every pull - its pods created - or for at most `HOLD_SECONDS`.
+
 Who cleans up: each pull deletes its namespace once the image is on every node
 (`winstor.cluster.prepull`); the pulling process deletes what is still under way when
 its session ends, and the process that writes the report (controller or serial) then
@@ -16,9 +23,13 @@ cluster's leftovers, before the report is written.
 
 from __future__ import annotations
 
+import logging
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +41,8 @@ from winstor.plugin.runstate import RunState
 from winstor.reports import facts as clusterfacts
 from winstor.targets.embedded import LaunchError
 
+log = logging.getLogger("winstor.prepull")
+
 NAME = "winstor-prepull"
 """The plugin's name: `-p no:winstor-prepull` turns the pulls off."""
 OUTPUT = "winstor_prepulled"
@@ -39,6 +52,12 @@ failed did ("errors")."""
 PULLER = "gw0"
 SETTLE_GRACE = 60.0
 """Seconds allowed beyond the namespace timeout for seeing the pulls' namespaces gone."""
+HOLD_SECONDS = 5.0
+"""The longest the controller holds the other workers' start for the first one's pulls."""
+BEGUN = "winstor_prepull_begun"
+"""workerinput key: the file the pulling worker creates once its pulls have begun."""
+HOLD_POLL = 0.02
+"""Seconds between looks for that file: a stat, for at most HOLD_SECONDS once a run."""
 
 
 class PrePulls:
@@ -56,6 +75,10 @@ class PrePulls:
         self.spans: dict[str, list[dict[str, Any]]] = {}
         self.ends: dict[str, dict[str, list[str]]] = {}
         self.errors: dict[str, str] = {}  # the pulling worker's failed pulls (controller)
+        # the controller's hold of the other workers' start (BEGUN, HOLD_SECONDS)
+        self.begun_file: Path | None = None
+        self.hold_until = 0.0
+        self.held = 0.0  # seconds the other workers' start was held, in all
 
     # -- the pulling process -------------------------------------------------------------
     @staticmethod
@@ -91,16 +114,38 @@ class PrePulls:
         checks need (`hooks.pytest_collection_finish`) included."""
         result = yield
         config = session.config
-        if config.option.collectonly or config.option.setupplan \
-                or not self._pulls_here(config) or self.state.launch_error:
-            return result  # nothing will run
-        serial = not hasattr(config, "workerinput")
         try:
-            for cluster in self.wanted(session.items, serial):
-                self.pulls[cluster.name] = prepull.begin(cluster)
-        except LaunchError:
-            pass  # the embedded cluster did not start: the checks say so
-        return result
+            if config.option.collectonly or config.option.setupplan \
+                    or not self._pulls_here(config) or self.state.launch_error:
+                return result  # nothing will run
+            serial = not hasattr(config, "workerinput")
+            try:
+                for cluster in self.wanted(session.items, serial):
+                    self.pulls[cluster.name] = prepull.begin(cluster)
+            except LaunchError:
+                pass  # the embedded cluster did not start: the checks say so
+            return result
+        finally:
+            self._say_begun(config)
+
+    def _say_begun(self, config: pytest.Config) -> None:
+        """The pulling worker: create the controller's BEGUN file once every pull's pods
+        are created (or it ended), within HOLD_SECONDS - in the background."""
+        path = (getattr(config, "workerinput", None) or {}).get(BEGUN)
+        if not path:
+            return
+        pulls = list(self.pulls.values())
+
+        def say() -> None:
+            deadline = time.monotonic() + HOLD_SECONDS
+            for pull in pulls:
+                pull.begun.wait(max(0.0, deadline - time.monotonic()))
+            try:
+                Path(path).touch()
+            except OSError as err:  # the controller stops holding at HOLD_SECONDS anyway
+                log.debug("telling the controller the pulls began: %s", err)
+
+        threading.Thread(target=say, name="prepull-begun", daemon=True).start()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -133,6 +178,31 @@ class PrePulls:
                       if (pull.created and not pull.gone) or not pull.done.is_set())
 
     # -- the controller ------------------------------------------------------------------
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """The pulling worker is told where to say that its pulls began (the first time:
+        a replacement worker starts alone, with nothing to hold)."""
+        if node.workerinput.get("workerid") != PULLER or self.begun_file is not None:
+            return
+        self.begun_file = Path(tempfile.mkdtemp(prefix="winstor-prepull-")) / "begun"
+        node.workerinput[BEGUN] = str(self.begun_file)
+        self.hold_until = time.monotonic() + HOLD_SECONDS
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_newgateway(self, gateway: Any) -> None:
+        """Hold the start of each worker after the first until the first has begun the
+        pulls (the file exists), or until HOLD_SECONDS after the first started."""
+        if self.begun_file is None or getattr(gateway, "id", PULLER) == PULLER:
+            return
+        started = time.monotonic()
+        while not self.begun_file.exists() and time.monotonic() < self.hold_until:
+            time.sleep(HOLD_POLL)
+        self.held += time.monotonic() - started
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.begun_file is not None:
+            shutil.rmtree(self.begun_file.parent, ignore_errors=True)
+
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         if node.workerinput.get("workerid") != PULLER:
