@@ -57,13 +57,15 @@ def measure(clusters: int, workers: list[int], scale: float, say: Any,
                          scenarios=(f"{broken_at}:{BROKEN_SCENARIO}",), unreachable=1,
                          look_for_leaks=True, bytecode="cached")
     pairs = [{"one": round(one.wall, 3), "fleet": round(runs[0].wall, 3),
-              "exit_codes": [one.exit_code, runs[0].exit_code]}]
+              "exit_codes": [one.exit_code, runs[0].exit_code],
+              "fleet_cpu": runs[0].summary()["cpu_seconds"]}]
     for r in range(2, rounds + 1):
         say(f"fleet: round {r} of {rounds}: 1 cluster, then {clusters} with -n {w}")
         alone = run_catalog(1, 1, time_scale=scale, bytecode="cached")
         many = run_catalog(clusters, w, time_scale=scale, bytecode="cached")
         pairs.append({"one": round(alone.wall, 3), "fleet": round(many.wall, 3),
-                      "exit_codes": [alone.exit_code, many.exit_code]})
+                      "exit_codes": [alone.exit_code, many.exit_code],
+                      "fleet_cpu": many.summary()["cpu_seconds"]})
     return {"clusters": clusters, "time_scale": scale, "one": one.summary(), "rounds": pairs,
             "environment_bytecode": bytecode_state("inherit", dict(os.environ)),
             "fleet": [r.summary() for r in runs], "uncached": uncached.summary(),
@@ -129,6 +131,13 @@ def rows(doc: dict[str, Any], cores: int) -> list[tuple[Any, ...]]:
     return out
 
 
+def _round_cpu(pair: dict[str, Any]) -> str:
+    """` (CPU 44 s)`: what the round's fleet run used, pytest and sim together - a slow
+    round that used little CPU waited on something else."""
+    cpu = _cpu({"cpu_seconds": pair.get("fleet_cpu") or {}})
+    return "" if cpu is None else f" (CPU {cpu:.0f} s)"
+
+
 def _mb(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
@@ -153,7 +162,7 @@ def targets(doc: dict[str, Any], cores: int) -> list[tuple[str, str, str]]:
                     f"<= {TARGET} x 1 cluster (time scale {doc['time_scale']:g}), median of "
                     f"{len(pairs)} rounds",
                     f"{median:.2f} x (rounds: " + ", ".join(
-                        f"{p['fleet']:.1f}/{p['one']:.1f} s" for p in pairs) +
+                        f"{p['fleet']:.1f}/{p['one']:.1f} s{_round_cpu(p)}" for p in pairs) +
                     f"; {ratios[0]:.2f}-{ratios[-1]:.2f} x)" + (
                         "; a run failed" if failed else ""),
                     "met" if median <= TARGET and not failed else "NOT MET"))

@@ -383,14 +383,15 @@ def test_with_several_rounds_the_fleet_verdict_is_their_median_with_the_range() 
         run = {"clusters": 16, "workers": 16, "wall_seconds": pairs[0][1],
                "cpu_seconds": {"pytest": None, "sim": None}}
         return {"time_scale": 0.05, "one": {"wall_seconds": pairs[0][0]}, "fleet": [run],
-                "rounds": [{"one": a, "fleet": b, "exit_codes": list(codes)}
-                           for a, b in pairs],
+                "rounds": [{"one": a, "fleet": b, "exit_codes": list(codes),
+                            "fleet_cpu": {"pytest": 30.0, "sim": 14.0}} for a, b in pairs],
                 "broken": {"verdict": [], "scenario": "ebs-attach-fails", "clusters": 15}}
 
     quiet_first = targets(doc([(26.0, 32.0), (26.0, 36.5), (26.0, 37.0)]), 2)
     (name, measured, verdict) = quiet_first[0]
     assert "median of 3 rounds" in name and verdict == "NOT MET"
     assert measured.startswith("1.40 x") and "1.23-1.42 x" in measured, measured
+    assert "32.0/26.0 s (CPU 44 s)" in measured, measured
     assert quiet_first[1][2] == "met"  # the first round's own line, as before
     (_, measured, verdict) = targets(doc([(26.0, 33.0), (26.0, 33.5), (26.0, 40.0)]), 2)[0]
     assert verdict == "met" and measured.startswith("1.29 x"), measured
