@@ -409,7 +409,7 @@ def test_the_hold_of_the_other_workers_is_bounded(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(plugin, "HOLD_SECONDS", 0.3)
     pulls = plugin.PrePulls.__new__(plugin.PrePulls)
-    pulls.begun_file, pulls.held = None, 0.0
+    pulls.begun_file = None
     first = SimpleNamespace(workerinput={"workerid": "gw0"})
     pulls.pytest_configure_node(first)
     assert first.workerinput[plugin.BEGUN] == str(pulls.begun_file)

@@ -78,7 +78,6 @@ class PrePulls:
         # the controller's hold of the other workers' start (BEGUN, HOLD_SECONDS)
         self.begun_file: Path | None = None
         self.hold_until = 0.0
-        self.held = 0.0  # seconds the other workers' start was held, in all
 
     # -- the pulling process -------------------------------------------------------------
     @staticmethod
@@ -114,19 +113,17 @@ class PrePulls:
         checks need (`hooks.pytest_collection_finish`) included."""
         result = yield
         config = session.config
+        nothing_runs = config.option.collectonly or config.option.setupplan \
+            or not self._pulls_here(config) or self.state.launch_error
         try:
-            if config.option.collectonly or config.option.setupplan \
-                    or not self._pulls_here(config) or self.state.launch_error:
-                return result  # nothing will run
-            serial = not hasattr(config, "workerinput")
-            try:
-                for cluster in self.wanted(session.items, serial):
+            if not nothing_runs:
+                for cluster in self.wanted(session.items, not hasattr(config, "workerinput")):
                     self.pulls[cluster.name] = prepull.begin(cluster)
-            except LaunchError:
-                pass  # the embedded cluster did not start: the checks say so
-            return result
+        except LaunchError:
+            pass  # the embedded cluster did not start: the checks say so
         finally:
             self._say_begun(config)
+        return result
 
     def _say_begun(self, config: pytest.Config) -> None:
         """The pulling worker: create the controller's BEGUN file once every pull's pods
@@ -194,10 +191,8 @@ class PrePulls:
         pulls (the file exists), or until HOLD_SECONDS after the first started."""
         if self.begun_file is None or getattr(gateway, "id", PULLER) == PULLER:
             return
-        started = time.monotonic()
         while not self.begun_file.exists() and time.monotonic() < self.hold_until:
             time.sleep(HOLD_POLL)
-        self.held += time.monotonic() - started
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         if self.begun_file is not None:

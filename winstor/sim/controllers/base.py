@@ -96,6 +96,11 @@ class ClusterParts(Protocol):
         """Whether the PodSecurity admission plugin runs (controllers admit their pods)."""
 
 
+CHANGE_SAFETY_NET = 1.0
+"""Seconds work waiting for the next store change (`WorkQueue.next_change`) waits without
+one before it looks again anyway."""
+
+
 class WorkQueue:
     """Level-triggered passes plus keyed background work, shared by all controllers.
 
@@ -113,15 +118,11 @@ class WorkQueue:
     def changed(self) -> None:
         """The store changed: ask for a pass, and wake the work waiting in `next_change`."""
         self.dirty.set()
-        self.wake()
-
-    def wake(self) -> None:
-        """Wake the work waiting in `next_change`."""
         waiting, self._change = self._change, None
         if waiting is not None and not waiting.done():
             waiting.set_result(None)
 
-    async def next_change(self, timeout: float) -> None:
+    async def next_change(self, timeout: float = CHANGE_SAFETY_NET) -> None:
         """Return at the next store change, or after `timeout` seconds (a safety net): for
         work that waits for what another controller writes - a kubelet for its volume's
         attachment - instead of looking again every few milliseconds, which in a fleet's

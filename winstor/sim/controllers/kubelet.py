@@ -37,9 +37,6 @@ WINDOWS_IMAGE_PREFIXES = ("mcr.microsoft.com/windows/", "mcr.microsoft.com/power
                           "mcr.microsoft.com/oss/kubernetes/windows-host-process")
 IMAGE_SIZES = {"servercore": 2763547119, "hostprocess": 9023312}
 BACKOFF = (10.0, 20.0, 40.0, 80.0, 160.0, 300.0)  # kubelet's image/mount retry backoff
-WAIT_SAFETY_NET = 1.0
-"""Seconds a pod's volume waits for its claim, volume and attachment without a store
-change before it looks again anyway (each change wakes it at once)."""
 SECRETS = kind_of("v1", "Secret")
 
 
@@ -226,7 +223,7 @@ class Kubelet(Controller):
                 va = self.store.peek(ATTACHMENTS, None, Volumes.attachment_name(pv, node_name))
                 if va and (va.get("status") or {}).get("attached"):
                     break
-            await self.manager.next_change(WAIT_SAFETY_NET)
+            await self.manager.next_change()
         vol_id = (pv["spec"].get("csi") or {}).get("volumeHandle") or \
             (pv["spec"].get("awsElasticBlockStore") or {}).get("volumeID", "").rsplit("/", 1)[-1]
         volume = self.cluster.workloads.volumes.get(vol_id) if vol_id else None

@@ -345,7 +345,7 @@ class Volumes(Controller):
         while any(va["spec"]["source"].get("persistentVolumeName") == name
                   for va in self.store.iter(ATTACHMENTS)):
             # EC2 refuses to delete an attached volume: wait for the detach to be written
-            await self.manager.next_change(1.0)
+            await self.manager.next_change()
         volume_id = volume_id_of(pv) if backing else None
         if volume_id and "volumes-retained" in self.cluster.scenarios:
             # DeleteVolume answers success without an EC2 call: the PV goes, the disk stays.
